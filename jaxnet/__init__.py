@@ -1,0 +1,75 @@
+"""jaxnet: pure-function neural-network layers and losses on JAX, each with a
+hand-written analytic gradient that the tests prove ``jax.grad`` equals."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import analytic as analytic
+from . import losses as losses
+from . import testing as testing
+from ._combinators import FanInConcat as FanInConcat
+from ._combinators import FanInSum as FanInSum
+from ._combinators import FanOut as FanOut
+from ._combinators import Identity as Identity
+from ._combinators import parallel as parallel
+from ._combinators import residual as residual
+from ._combinators import serial as serial
+from ._errors import DTypeError as DTypeError
+from ._errors import MissingKeyError as MissingKeyError
+from ._errors import ParamsError as ParamsError
+from ._errors import ShapeError as ShapeError
+from ._layer import Layer as Layer
+from ._layers import Dense as Dense
+from ._layers import Dropout as Dropout
+from ._layers import Elu as Elu
+from ._layers import Flatten as Flatten
+from ._layers import Gelu as Gelu
+from ._layers import Lambda as Lambda
+from ._layers import LeakyRelu as LeakyRelu
+from ._layers import LogSoftmax as LogSoftmax
+from ._layers import Relu as Relu
+from ._layers import Reshape as Reshape
+from ._layers import Selu as Selu
+from ._layers import Sigmoid as Sigmoid
+from ._layers import Silu as Silu
+from ._layers import Softmax as Softmax
+from ._layers import Softplus as Softplus
+from ._layers import Tanh as Tanh
+
+try:
+    __version__ = version("jaxnet")
+except PackageNotFoundError:  # running from a source tree without installing
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "DTypeError",
+    "Dense",
+    "Dropout",
+    "Elu",
+    "FanInConcat",
+    "FanInSum",
+    "FanOut",
+    "Flatten",
+    "Gelu",
+    "Identity",
+    "Lambda",
+    "Layer",
+    "LeakyRelu",
+    "LogSoftmax",
+    "MissingKeyError",
+    "ParamsError",
+    "Relu",
+    "Reshape",
+    "Selu",
+    "ShapeError",
+    "Sigmoid",
+    "Silu",
+    "Softmax",
+    "Softplus",
+    "Tanh",
+    "analytic",
+    "losses",
+    "parallel",
+    "residual",
+    "serial",
+    "testing",
+]

@@ -1,0 +1,158 @@
+"""The ``jaxnet`` command line: ``jaxnet check`` and ``jaxnet version``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.1e}"
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Verify every built-in layer and loss three ways; print the table; 0 iff all agree."""
+    import jax
+
+    jax.config.update("jax_enable_x64", args.dtype == "float64")
+    import jax.numpy as jnp
+
+    from . import __version__
+    from ._registry import (
+        LAYER_CASES,
+        LOSS_CASES,
+        check_l2_penalty,
+        check_layer,
+        check_loss,
+    )
+
+    dtype = jnp.dtype(args.dtype)
+    selected = [
+        c for c in LAYER_CASES + LOSS_CASES if not args.only or args.only in c.id
+    ]
+    jobs: list[tuple[str, Any]] = [
+        ("layer" if c in LAYER_CASES else "loss", c) for c in selected
+    ]
+    if not args.only or args.only in "l2_penalty":
+        jobs.append(("loss", None))
+
+    print(
+        f"jaxnet {__version__} gradient check: jax.grad vs hand-written (jaxnet.analytic) "
+        f"vs numerical, {dtype}, jax {jax.__version__} on {jax.default_backend()}"
+    )
+    head = (
+        "kind",
+        "case",
+        "leaf",
+        "shape",
+        "method",
+        "ad~analytic",
+        "ad~numeric",
+        "analytic~numeric",
+        "",
+    )
+    rows: list[tuple[str, ...]] = []
+    records: list[dict[str, Any]] = []
+    failed = 0
+    t0 = time.perf_counter()
+    for kind, case in jobs:
+        if case is None:
+            report, cid, method = check_l2_penalty(dtype), "l2_penalty", "complex"
+        else:
+            method = args.method or case.method
+            check = check_layer if kind == "layer" else check_loss
+            report, cid = check(case, dtype, method), case.id
+        by_leaf: dict[str, dict[str, Any]] = {}
+        for r in report.rows:
+            by_leaf.setdefault(r.path, {})[
+                r.check.split(" vs ")[0]
+                + "~"
+                + ("analytic" if r.check.endswith("analytic") else "numeric")
+            ] = r
+        for leaf, checks in by_leaf.items():
+            ok = all(r.ok for r in checks.values())
+            failed += not ok
+            any_row = next(iter(checks.values()))
+            rows.append(
+                (
+                    kind,
+                    cid,
+                    leaf or "predictions",
+                    str(any_row.shape),
+                    method,
+                    _fmt(checks["jax.grad~analytic"].max_rel),
+                    _fmt(checks["jax.grad~numeric"].max_rel),
+                    _fmt(checks["analytic~numeric"].max_rel),
+                    "ok" if ok else "FAIL",
+                )
+            )
+        if not report.ok:
+            print(report, file=sys.stderr)
+        records += [{"kind": kind, "case": cid, **rec} for rec in report.to_records()]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    print(fmt.format(*head).rstrip())
+    for r in rows:
+        print(fmt.format(*r).rstrip())
+    from ._tolerances import tolerance
+
+    tols = ", ".join(
+        f"{m} rtol {tolerance(dtype, m).rtol:g} atol {tolerance(dtype, m).atol:g}"
+        for m in ("analytic", "central", "complex")
+    )
+    print(
+        f"\nmax rel error, |a - r| / (|r| + atol/rtol), per leaf; tolerances: {tols}."
+    )
+    cases = len(jobs)
+    verdict = "all agree" if not failed else f"{failed} leaves FAILED"
+    print(
+        f"{cases} layers and losses, {len(rows)} leaves: {verdict} "
+        f"({time.perf_counter() - t0:.1f} s)."
+    )
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(records, fh, indent=1, default=str)
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``jaxnet`` console script."""
+    parser = argparse.ArgumentParser(prog="jaxnet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_check = sub.add_parser(
+        "check",
+        help="verify every built-in layer and loss: jax.grad vs analytic vs numerical",
+    )
+    p_check.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    p_check.add_argument(
+        "--method",
+        choices=["central", "complex"],
+        default=None,
+        help="numerical method for every case (default: complex where the case is "
+        "real-analytic, central otherwise)",
+    )
+    p_check.add_argument(
+        "--only", default=None, help="only cases whose name contains this"
+    )
+    p_check.add_argument(
+        "--json", default=None, help="also write every row to this file"
+    )
+    sub.add_parser("version", help="print the versions of jaxnet, jax and jaxlib")
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        return run_check(args)
+    import jax
+    import jaxlib
+
+    from . import __version__
+
+    print(f"jaxnet {__version__}, jax {jax.__version__}, jaxlib {jaxlib.__version__}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

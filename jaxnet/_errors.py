@@ -1,0 +1,29 @@
+"""Exceptions raised by jaxnet.
+
+Every error names the layer or function and its settings, the expected and the actual
+value, and the likely fix, so that no raw XLA message reaches the user.
+"""
+
+from __future__ import annotations
+
+
+class ShapeError(ValueError):
+    """An input, target or parameter has the wrong shape.
+
+    Example message::
+
+        Dense(out_dim=16): expected input of shape (..., 3), got (8, 4).
+        The layer was initialised for in_dim=3.
+    """
+
+
+class DTypeError(TypeError):
+    """An input has the wrong dtype (e.g. integers fed to ``Dense``)."""
+
+
+class MissingKeyError(ValueError):
+    """A stochastic layer was called for training without a PRNG key."""
+
+
+class ParamsError(ValueError):
+    """A params tree does not match the model (missing or unexpected entries)."""

@@ -1,0 +1,225 @@
+"""The layer contract: ``Layer(name, init, apply)`` and the shape helpers.
+
+A :class:`Layer` is a small frozen record of pure functions. It holds no arrays, so it
+is hashable and can be a static argument of ``jax.jit``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._errors import DTypeError, ParamsError, ShapeError
+from ._types import ApplyFn, BackwardFn, InitFn, Params, PRNGKey, ShapeTree
+
+
+def _is_shape(s: Any) -> bool:
+    return isinstance(s, (tuple, list)) and all(
+        d is None or isinstance(d, (int, np.integer)) for d in s
+    )
+
+
+def normalize_shape(s: Any) -> ShapeTree:
+    """Turn a shape, an example array, or a tuple of either into canonical form.
+
+    ``-1`` becomes ``None`` (a free axis); arrays and ``jax.ShapeDtypeStruct`` give
+    their shape; tuples of shapes stay tuples (inputs of ``parallel`` and fan-ins).
+
+    Raises:
+      ShapeError: for negative sizes other than ``-1`` or for unsupported objects.
+    """
+    if hasattr(s, "shape") and hasattr(s, "dtype"):
+        return tuple(int(d) for d in s.shape)
+    if _is_shape(s):
+        out = []
+        for d in s:
+            if d is None or int(d) == -1:
+                out.append(None)
+            elif int(d) < 0:
+                raise ShapeError(
+                    f"invalid shape {tuple(s)}: sizes must be >= 0, or None/-1 for a "
+                    "free (batch) axis."
+                )
+            else:
+                out.append(int(d))
+        return tuple(out)
+    if isinstance(s, (tuple, list)):
+        return tuple(normalize_shape(e) for e in s)
+    raise ShapeError(
+        f"expected a shape such as (None, 784), an example array, or a tuple of "
+        f"those; got {type(s).__name__}: {s!r}."
+    )
+
+
+def _wrap_init(raw: InitFn) -> InitFn:
+    def init(key: PRNGKey, input_shape: Any) -> tuple[ShapeTree, Params]:
+        return raw(key, normalize_shape(input_shape))
+
+    init.__wrapped__ = raw  # type: ignore[attr-defined]
+    return init
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """A layer: a name and two pure functions, ``init`` and ``apply``.
+
+    The contract::
+
+        out_shape, params = layer.init(key, input_shape)   # or an example input
+        y = layer.apply(params, x, *, key=None, **options)
+
+    * ``input_shape`` may use ``None`` or ``-1`` for a free (batch) axis; an example
+      array is accepted in place of a shape. ``init`` infers ``out_shape`` without
+      running the layer.
+    * ``params`` is a nested dict of arrays only (``{"w": ..., "b": ...}``); sizes and
+      initialisers live in the closure, never in ``params``.
+    * ``apply`` is pure. Randomness is explicit and keyword-only (``key=``); options
+      such as ``train=True`` are keyword-only and passed to every sub-layer, and a layer
+      ignores the options it does not use.
+    * ``backward`` (optional) is the layer's hand-written vector-Jacobian product,
+      ``backward(params, x, y, g, *, key=None, **options) -> (dparams, dx)`` where
+      ``y = apply(params, x)`` and ``g`` is the cotangent of ``y``. It is what
+      :mod:`jaxnet.analytic` uses; every built-in layer has one.
+    * ``desc`` is the human-readable constructor call, used in error messages.
+
+    Args:
+      name: the stem of the parameter key when the layer sits in a combinator
+        (``"dense"`` becomes ``"dense_0"``).
+      init: ``init(key, input_shape) -> (output_shape, params)``.
+      apply: ``apply(params, x, *, key=None, **options) -> y``.
+      backward: optional hand-written VJP, see above.
+      desc: the constructor call for messages, e.g. ``"Dense(out_dim=16)"``.
+
+    Examples:
+      >>> import jax, jaxnet
+      >>> layer = jaxnet.Dense(4)
+      >>> out_shape, params = layer.init(jax.random.key(0), (None, 3))
+      >>> out_shape, params["w"].shape
+      ((None, 4), (3, 4))
+    """
+
+    name: str
+    init: InitFn
+    apply: ApplyFn
+    backward: BackwardFn | None = None
+    desc: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or "/" in self.name:
+            raise ValueError(
+                f"Layer name must be a non-empty string without '/', got {self.name!r}."
+            )
+        if getattr(self.init, "__wrapped__", None) is None:
+            object.__setattr__(self, "init", _wrap_init(self.init))
+        if not self.desc:
+            object.__setattr__(self, "desc", self.name)
+
+    def __call__(self, params: Params, x: Any, **kwargs: Any) -> Any:
+        """Shorthand for ``self.apply(params, x, **kwargs)``."""
+        return self.apply(params, x, **kwargs)
+
+    def __repr__(self) -> str:
+        return self.desc
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def fmt_shape(s: Any) -> str:
+    """Render a shape with ``None`` for free axes: ``(None, 3)``."""
+    return str(tuple(s)) if _is_shape(s) else str(s)
+
+
+def require_rank(desc: str, shape: Any, min_rank: int, what: str = "input") -> None:
+    """Raise :class:`ShapeError` unless ``shape`` is a single shape of rank >= min_rank."""
+    if not _is_shape(shape):
+        raise ShapeError(
+            f"{desc}: expected a single {what} shape, got {shape!r}. A tuple of inputs "
+            "goes to parallel(...) or a fan-in layer."
+        )
+    if len(shape) < min_rank:
+        raise ShapeError(
+            f"{desc}: expected {what} of rank >= {min_rank}, got shape "
+            f"{fmt_shape(shape)}."
+        )
+
+
+def require_float(desc: str, x: Any, what: str = "input") -> jax.Array:
+    """Return ``x`` as an array, raising :class:`DTypeError` unless it is inexact."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        raise DTypeError(
+            f"{desc}: expected a floating-point {what}, got {x.dtype} of shape "
+            f"{tuple(x.shape)}. Cast it first, e.g. x.astype(jnp.float32)."
+        )
+    return x
+
+
+def compute_dtype(*dtypes: Any) -> jnp.dtype:
+    """The widest inexact dtype among ``dtypes`` (complex wins over real).
+
+    Explicit, so that layers work under ``jax_numpy_dtype_promotion="strict"`` and so
+    that a complex-step probe (complex input, real weights) is carried through.
+    """
+    dts = [jnp.dtype(d) for d in dtypes]
+    bits = max(jnp.finfo(d).bits for d in dts)
+    if any(jnp.issubdtype(d, jnp.complexfloating) for d in dts):
+        return jnp.dtype(f"complex{2 * bits}")
+    # bfloat16 and float16 both have 16 bits: keep the first one given.
+    for d in dts:
+        if jnp.finfo(d).bits == bits:
+            return d
+    raise AssertionError("unreachable")
+
+
+def numel(shape: tuple[int | None, ...]) -> int | None:
+    """Product of the sizes, or ``None`` when any is free."""
+    if any(d is None for d in shape):
+        return None
+    return math.prod(shape)
+
+
+@contextlib.contextmanager
+def in_sublayer(combinator: str, key: str) -> Iterator[None]:
+    """Add ``(in <combinator> layer '<key>')`` to any exception raised inside."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - re-raised with context
+        exc.add_note(f"(in {combinator} layer '{key}')")
+        raise
+
+
+def require_params(desc: str, params: Any, expected: list[str]) -> None:
+    """Raise :class:`ParamsError` unless ``params`` is a dict with exactly these keys."""
+    if not isinstance(params, dict):
+        raise ParamsError(
+            f"{desc}: expected params to be a dict with keys {expected}, got "
+            f"{type(params).__name__}. Pass the params returned by this model's init."
+        )
+    got = sorted(params)
+    if got != sorted(expected):
+        missing = sorted(set(expected) - set(params))
+        extra = sorted(set(params) - set(expected))
+        raise ParamsError(
+            f"{desc}: params do not match the model: missing {missing}, unexpected "
+            f"{extra}. Pass the params returned by this model's init."
+        )
+
+
+def no_backward(layer: Layer) -> BackwardFn:
+    """A ``backward`` that raises, for layers without a hand-written gradient."""
+
+    def backward(*args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(
+            f"{layer.desc}: this layer has no hand-written backward. Pass backward=... "
+            "when you build it, or use jax.grad."
+        )
+
+    return backward

@@ -1,0 +1,327 @@
+"""The registry of every built-in layer and loss, shared by the tests and ``jaxnet check``.
+
+Each case says how to build the layer for a dtype, the input shape, how to draw inputs
+(away from kinks, where the derivative is one-sided), and which numerical method fits:
+``"complex"`` where the function is real-analytic and written with complex-safe ops,
+``"central"`` otherwise. Adding a layer to jaxnet means adding a case here; the test
+battery and ``jaxnet check`` then cover it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from . import _combinators as C
+from . import _layers as Ly
+from . import _losses as L
+from ._analytic import loss_vjp
+from ._layer import Layer
+from ._testing import GradReport, check_grads
+from ._types import Array, PRNGKey
+
+Draw = Callable[[PRNGKey, tuple[int, ...], Any], Array]
+
+
+def normal(key: PRNGKey, shape: tuple[int, ...], dtype: Any) -> Array:
+    """Standard normal inputs."""
+    return jax.random.normal(key, shape, dtype)
+
+
+def away_from(*kinks: float, margin: float = 0.1) -> Draw:
+    """Normal inputs pushed at least ``margin`` away from each kink."""
+
+    def draw(key: PRNGKey, shape: tuple[int, ...], dtype: Any) -> Array:
+        x = jax.random.normal(key, shape, dtype)
+        for k in kinks:
+            d = x - k
+            x = jnp.where(
+                jnp.abs(d) < margin, k + jnp.where(d >= 0, margin, -margin) * 2, x
+            )
+        return x
+
+    return draw
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerCase:
+    """One layer configuration in the battery."""
+
+    id: str
+    make: Callable[[Any], Layer]
+    input_shape: Any  # a shape with None batch, or a tuple of such shapes
+    method: str = "central"
+    draw: Draw = normal
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    batch: int = 3
+    key_seed: int | None = (
+        None  # stochastic layers: apply with key=jax.random.key(seed)
+    )
+
+    def apply_options(self) -> dict[str, Any]:
+        """Keyword options for ``apply`` (a fresh key is made here, not at import)."""
+        if self.key_seed is None:
+            return dict(self.options)
+        return {**self.options, "key": jax.random.key(self.key_seed)}
+
+    def concrete_shape(self, shape: Any = None) -> Any:
+        """The input shape with the free batch axis set to ``batch``."""
+        s = self.input_shape if shape is None else shape
+        if s and isinstance(s[0], tuple):
+            return tuple(self.concrete_shape(e) for e in s)
+        return tuple(self.batch if d is None else d for d in s)
+
+    def inputs(self, key: PRNGKey, dtype: Any) -> Any:
+        """Draw an input of the case's shape."""
+        shape = self.concrete_shape()
+        if shape and isinstance(shape[0], tuple):
+            keys = jax.random.split(key, len(shape))
+            return tuple(self.draw(k, s, dtype) for k, s in zip(keys, shape))
+        return self.draw(key, shape, dtype)
+
+
+def _mlp(dt: Any) -> Layer:
+    return C.serial(
+        Ly.Dense(6, dtype=dt),
+        Ly.Tanh(),
+        ("head", Ly.Dense(3, dtype=dt)),
+        Ly.LogSoftmax(),
+    )
+
+
+def _branches(dt: Any) -> Layer:
+    return C.serial(
+        C.FanOut(3),
+        C.parallel(Ly.Dense(4, dtype=dt), C.Identity(), Ly.Sigmoid()),
+        C.FanInConcat(),
+        Ly.Dense(2, dtype=dt),
+    )
+
+
+def _fan_in_sum(dt: Any) -> Layer:
+    return C.serial(
+        C.FanOut(2), C.parallel(Ly.Dense(4, dtype=dt), Ly.Tanh()), C.FanInSum()
+    )
+
+
+_ACT = functools.partial(LayerCase, input_shape=(None, 5))
+
+LAYER_CASES: tuple[LayerCase, ...] = (
+    LayerCase("Dense", lambda dt: Ly.Dense(5, dtype=dt), (None, 4), "complex"),
+    LayerCase(
+        "Dense(use_bias=False)",
+        lambda dt: Ly.Dense(3, use_bias=False, dtype=dt),
+        (None, 2, 4),
+        "complex",
+    ),
+    _ACT(id="Relu", make=lambda dt: Ly.Relu(), draw=away_from(0.0)),
+    _ACT(id="Sigmoid", make=lambda dt: Ly.Sigmoid(), method="complex"),
+    _ACT(id="Tanh", make=lambda dt: Ly.Tanh(), method="complex"),
+    _ACT(id="Gelu(exact)", make=lambda dt: Ly.Gelu()),
+    _ACT(id="Gelu(tanh)", make=lambda dt: Ly.Gelu(approximate=True), method="complex"),
+    _ACT(id="Silu", make=lambda dt: Ly.Silu(), method="complex"),
+    _ACT(id="Softplus", make=lambda dt: Ly.Softplus()),
+    _ACT(id="LeakyRelu", make=lambda dt: Ly.LeakyRelu(0.1), draw=away_from(0.0)),
+    _ACT(id="Elu", make=lambda dt: Ly.Elu(0.7), draw=away_from(0.0)),
+    _ACT(id="Selu", make=lambda dt: Ly.Selu(), draw=away_from(0.0)),
+    _ACT(id="Softmax", make=lambda dt: Ly.Softmax()),
+    _ACT(id="LogSoftmax", make=lambda dt: Ly.LogSoftmax()),
+    LayerCase("Flatten", lambda dt: Ly.Flatten(), (None, 2, 3), "complex"),
+    LayerCase("Reshape", lambda dt: Ly.Reshape((3, -1)), (None, 6), "complex"),
+    LayerCase(
+        "Dropout",
+        lambda dt: Ly.Dropout(0.5),
+        (None, 6),
+        "complex",
+        options={"train": True},
+        key_seed=7,
+    ),
+    LayerCase(
+        "Lambda(square)",
+        lambda dt: Ly.Lambda(
+            jnp.square, name="square", backward=lambda x, y, g: 2 * x * g
+        ),
+        (None, 4),
+        "complex",
+    ),
+    LayerCase("Identity", lambda dt: C.Identity(), (None, 4), "complex"),
+    LayerCase("serial(MLP)", _mlp, (None, 4)),
+    LayerCase("FanOut/parallel/FanInConcat", _branches, (None, 3)),
+    LayerCase("FanInSum", _fan_in_sum, (None, 4), "complex"),
+    LayerCase(
+        "residual",
+        lambda dt: C.residual(Ly.Dense(4, dtype=dt), Ly.Tanh()),
+        (None, 4),
+        "complex",
+    ),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class LossCase:
+    """One loss configuration: ``make_args(key, dtype) -> (predictions, targets)``."""
+
+    id: str
+    loss: Callable[..., Array]
+    make_args: Callable[[PRNGKey, Any], tuple[Array, Array]]
+    method: str = "central"
+
+
+def _regression(
+    key: PRNGKey, dt: Any, kinks: tuple[float, ...] = ()
+) -> tuple[Array, Array]:
+    k1, k2 = jax.random.split(key)
+    t = jax.random.normal(k2, (4, 3), dt)
+    e = (
+        away_from(*kinks)(k1, (4, 3), dt)
+        if kinks
+        else jax.random.normal(k1, (4, 3), dt)
+    )
+    return t + e, t
+
+
+def _probs(key: PRNGKey, dt: Any) -> tuple[Array, Array]:
+    k1, k2 = jax.random.split(key)
+    p = jax.random.uniform(k1, (4, 3), dt, 0.05, 0.95)
+    return p, jax.random.bernoulli(k2, 0.5, (4, 3)).astype(dt)
+
+
+def _logits_binary(key: PRNGKey, dt: Any) -> tuple[Array, Array]:
+    k1, k2 = jax.random.split(key)
+    return (
+        3 * jax.random.normal(k1, (4, 3), dt),
+        jax.random.uniform(k2, (4, 3), dt),  # soft labels in [0, 1]
+    )
+
+
+def _logits_soft(key: PRNGKey, dt: Any) -> tuple[Array, Array]:
+    k1, k2 = jax.random.split(key)
+    return (
+        2 * jax.random.normal(k1, (4, 5), dt),
+        jax.nn.softmax(jax.random.normal(k2, (4, 5), dt)),
+    )
+
+
+def _logits_int(key: PRNGKey, dt: Any) -> tuple[Array, Array]:
+    k1, k2 = jax.random.split(key)
+    return 2 * jax.random.normal(k1, (4, 5), dt), jax.random.randint(k2, (4,), 0, 5)
+
+
+LOSS_CASES: tuple[LossCase, ...] = (
+    LossCase("squared_error", L.squared_error, _regression, "complex"),
+    LossCase("half_squared_error", L.half_squared_error, _regression, "complex"),
+    LossCase("mse", L.mse, _regression, "complex"),
+    LossCase(
+        "absolute_error", L.absolute_error, functools.partial(_regression, kinks=(0.0,))
+    ),
+    LossCase(
+        "huber(delta=0.5)",
+        functools.partial(L.huber, delta=0.5),
+        functools.partial(_regression, kinks=(-0.5, 0.0, 0.5)),
+    ),
+    LossCase("binary_cross_entropy", L.binary_cross_entropy, _probs),
+    LossCase(
+        "sigmoid_binary_cross_entropy", L.sigmoid_binary_cross_entropy, _logits_binary
+    ),
+    LossCase("softmax_cross_entropy", L.softmax_cross_entropy, _logits_soft),
+    LossCase(
+        "softmax_cross_entropy_with_integer_labels",
+        L.softmax_cross_entropy_with_integer_labels,
+        _logits_int,
+    ),
+)
+
+
+def _cotangent(key: PRNGKey, like: Any) -> Any:
+    leaves, treedef = jax.tree.flatten(like)
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree.unflatten(
+        treedef, [jax.random.normal(k, l.shape, l.dtype) for k, l in zip(keys, leaves)]
+    )
+
+
+def _dot(a: Any, b: Any) -> Array:
+    return sum(jnp.sum(x * y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def layer_problem(
+    case: LayerCase, dtype: Any, seed: int = 0
+) -> tuple[Callable, Callable, dict]:
+    """``(f, analytic, point)`` for checking a layer: ``f = sum(g * layer(params, x))``.
+
+    The gradient is taken w.r.t. ``{"params": params, "x": x}``; ``analytic`` is the
+    layer's hand-written backward. ``g`` is a fixed random cotangent.
+    """
+    layer = case.make(dtype)
+    k_init, k_x, k_g = jax.random.split(jax.random.key(seed), 3)
+    _, params = layer.init(k_init, case.input_shape)
+    x = case.inputs(k_x, dtype)
+    opts = case.apply_options()
+    g = _cotangent(k_g, layer.apply(params, x, **opts))
+
+    def f(point: dict) -> Array:
+        return _dot(g, layer.apply(point["params"], point["x"], **opts))
+
+    def analytic(point: dict) -> dict:
+        y = layer.apply(point["params"], point["x"], **opts)
+        dp, dx = layer.backward(point["params"], point["x"], y, g, **opts)
+        return {"params": dp, "x": dx}
+
+    return f, analytic, {"params": params, "x": x}
+
+
+def loss_problem(
+    case: LossCase, dtype: Any, seed: int = 0
+) -> tuple[Callable, Callable, Array]:
+    """``(f, analytic, predictions)`` for checking a loss: ``f = sum(g * loss(p, t))``."""
+    k_args, k_g = jax.random.split(jax.random.key(seed))
+    pred, targets = case.make_args(k_args, dtype)
+    g = _cotangent(k_g, case.loss(pred, targets))
+    vjp = loss_vjp(case.loss)
+
+    def f(p: Array) -> Array:
+        return jnp.sum(g * case.loss(p, targets))
+
+    def analytic(p: Array) -> Array:
+        return vjp(p, targets, g)
+
+    return f, analytic, pred
+
+
+def check_layer(
+    case: LayerCase, dtype: Any = jnp.float64, method: str | None = "auto"
+) -> GradReport:
+    """Three-way check of one registered layer (autodiff, analytic, numerical).
+
+    ``method="auto"`` uses the case's numerical method; ``None`` checks
+    ``jax.grad`` against the analytic gradient only.
+    """
+    f, analytic, point = layer_problem(case, dtype)
+    method = case.method if method == "auto" else method
+    return check_grads(f, point, analytic=analytic, method=method, name=case.id)
+
+
+def check_loss(
+    case: LossCase, dtype: Any = jnp.float64, method: str | None = "auto"
+) -> GradReport:
+    """Three-way check of one registered loss w.r.t. its predictions (see check_layer)."""
+    f, analytic, pred = loss_problem(case, dtype)
+    method = case.method if method == "auto" else method
+    return check_grads(f, pred, analytic=analytic, method=method, name=case.id)
+
+
+def check_l2_penalty(dtype: Any = jnp.float64) -> GradReport:
+    """Three-way check of :func:`jaxnet.losses.l2_penalty` on an MLP's params."""
+    _, params = _mlp(dtype).init(jax.random.key(3), (None, 4))
+    return check_grads(
+        L.l2_penalty,
+        params,
+        analytic=lambda p: L.l2_penalty_vjp(p, jnp.ones((), dtype)),
+        method="complex",
+        name="l2_penalty",
+    )

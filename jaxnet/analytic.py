@@ -1,0 +1,76 @@
+"""Hand-written gradients: every layer's and loss's closed-form VJP, and backprop
+through whole models.
+
+These never call ``jax.grad``; they are the oracle that autodiff is tested against
+and the baseline it is benchmarked against. Each formula is in its docstring.
+"""
+
+from ._analytic import LOSS_VJPS as LOSS_VJPS
+from ._analytic import loss_vjp as loss_vjp
+from ._analytic import value_and_grad as value_and_grad
+from ._analytic import vjp as vjp
+from ._layers import dense as dense
+from ._layers import dense_vjp as dense_vjp
+from ._layers import dropout_mask as dropout_mask
+from ._layers import dropout_vjp as dropout_vjp
+from ._layers import elu_vjp as elu_vjp
+from ._layers import gelu_exact_vjp as gelu_exact_vjp
+from ._layers import gelu_tanh_vjp as gelu_tanh_vjp
+from ._layers import leaky_relu_vjp as leaky_relu_vjp
+from ._layers import log_softmax_vjp as log_softmax_vjp
+from ._layers import relu_vjp as relu_vjp
+from ._layers import reshape_vjp as reshape_vjp
+from ._layers import selu_vjp as selu_vjp
+from ._layers import sigmoid_vjp as sigmoid_vjp
+from ._layers import silu_vjp as silu_vjp
+from ._layers import softmax_vjp as softmax_vjp
+from ._layers import softplus_vjp as softplus_vjp
+from ._layers import tanh_vjp as tanh_vjp
+from ._losses import absolute_error_vjp as absolute_error_vjp
+from ._losses import binary_cross_entropy_vjp as binary_cross_entropy_vjp
+from ._losses import half_squared_error_vjp as half_squared_error_vjp
+from ._losses import huber_vjp as huber_vjp
+from ._losses import l2_penalty_vjp as l2_penalty_vjp
+from ._losses import mse_vjp as mse_vjp
+from ._losses import (
+    sigmoid_binary_cross_entropy_vjp as sigmoid_binary_cross_entropy_vjp,
+)
+from ._losses import softmax_cross_entropy_vjp as softmax_cross_entropy_vjp
+from ._losses import (
+    softmax_cross_entropy_with_integer_labels_vjp as softmax_cross_entropy_with_integer_labels_vjp,
+)
+from ._losses import squared_error_vjp as squared_error_vjp
+
+__all__ = [
+    "LOSS_VJPS",
+    "absolute_error_vjp",
+    "binary_cross_entropy_vjp",
+    "dense",
+    "dense_vjp",
+    "dropout_mask",
+    "dropout_vjp",
+    "elu_vjp",
+    "gelu_exact_vjp",
+    "gelu_tanh_vjp",
+    "half_squared_error_vjp",
+    "huber_vjp",
+    "l2_penalty_vjp",
+    "leaky_relu_vjp",
+    "log_softmax_vjp",
+    "loss_vjp",
+    "mse_vjp",
+    "relu_vjp",
+    "reshape_vjp",
+    "selu_vjp",
+    "sigmoid_binary_cross_entropy_vjp",
+    "sigmoid_vjp",
+    "silu_vjp",
+    "softmax_cross_entropy_vjp",
+    "softmax_cross_entropy_with_integer_labels_vjp",
+    "softmax_vjp",
+    "softplus_vjp",
+    "squared_error_vjp",
+    "tanh_vjp",
+    "value_and_grad",
+    "vjp",
+]
