@@ -48,10 +48,20 @@ def _named(combinator: str, layers: tuple[LayerSpec, ...]) -> list[tuple[str, La
             layer = spec
             key = f"{getattr(layer, 'name', '?')}_{i}"
         if not isinstance(layer, Layer):
+            # Name the uncalled constructor (or plain function) actually passed.
+            fn = getattr(layer, "__name__", "") if callable(layer) else ""
+            got = f"{type(layer).__name__} {fn}" if fn else type(layer).__name__
+            if fn and not getattr(layer, "__module__", "").startswith("jaxnet"):
+                fix = f"Wrap a plain function as a layer: jaxnet.Lambda({fn})."
+            elif fn:
+                fix = (
+                    "Constructors are always called: write "
+                    f"jaxnet.{fn}(), not jaxnet.{fn}."
+                )
+            else:
+                fix = "Pass a layer such as jaxnet.Dense(8) or jaxnet.Relu()."
             raise TypeError(
-                f"{combinator}: layer {i} must be a jaxnet.Layer, got "
-                f"{type(layer).__name__}. Constructors are always called: write "
-                "jaxnet.Relu(), not jaxnet.Relu."
+                f"{combinator}: layer {i} must be a jaxnet.Layer, got {got}. {fix}"
             )
         if key in seen:
             raise ValueError(
@@ -153,11 +163,16 @@ def serial(*layers: LayerSpec) -> Layer:
 
 
 def _require_tuple(desc: str, x: Any, n: int, what: str) -> None:
-    if not isinstance(x, (tuple, list)) or len(x) != n:
+    # A single shape such as (None, 4) is a tuple too: it is not a tuple of shapes.
+    if not isinstance(x, (tuple, list)) or _is_shape(x) or len(x) != n:
         got = (
-            f"{type(x).__name__} of length {len(x)}"
-            if isinstance(x, (tuple, list))
-            else (fmt_shape(x) if _is_shape(x) else type(x).__name__)
+            fmt_shape(x)
+            if _is_shape(x)
+            else (
+                f"{type(x).__name__} of length {len(x)}"
+                if isinstance(x, (tuple, list))
+                else type(x).__name__
+            )
         )
         raise ShapeError(f"{desc}: expected a tuple of {n} {what}, got {got}.")
 

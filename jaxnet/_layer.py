@@ -58,9 +58,13 @@ def normalize_shape(s: Any) -> ShapeTree:
     )
 
 
-def _wrap_init(raw: InitFn) -> InitFn:
+def _wrap_init(raw: InitFn, desc: str = "") -> InitFn:
     def init(key: PRNGKey, input_shape: Any) -> tuple[ShapeTree, Params]:
-        return raw(key, normalize_shape(input_shape))
+        try:
+            shape = normalize_shape(input_shape)
+        except ShapeError as exc:  # name the layer whose init got the bad shape
+            raise ShapeError(f"{desc}.init: {exc}" if desc else str(exc)) from None
+        return raw(key, shape)
 
     init.__wrapped__ = raw  # type: ignore[attr-defined]
     return init
@@ -116,10 +120,10 @@ class Layer:
             raise ValueError(
                 f"Layer name must be a non-empty string without '/', got {self.name!r}."
             )
-        if getattr(self.init, "__wrapped__", None) is None:
-            object.__setattr__(self, "init", _wrap_init(self.init))
         if not self.desc:
             object.__setattr__(self, "desc", self.name)
+        if getattr(self.init, "__wrapped__", None) is None:
+            object.__setattr__(self, "init", _wrap_init(self.init, self.desc))
 
     def __call__(self, params: Params, x: Any, **kwargs: Any) -> Any:
         """Shorthand for ``self.apply(params, x, **kwargs)``."""

@@ -115,9 +115,13 @@ def absolute_error(predictions: ArrayLike, targets: ArrayLike) -> Array:
 
 
 def absolute_error_vjp(predictions: Array, targets: Array, g: Array) -> Array:
-    """d/dp |p - t| = sign(p - t) (0 at p == t): ``dp = g sign(p - t)``."""
+    """d/dp |p - t| = sign(p - t) (0 at p == t): ``dp = g sign(p - t)``.
+
+    0 also where ``p - t`` is nan (both comparisons are false), as ``jax.grad``.
+    """
     p, t = _pair("absolute_error_vjp", predictions, targets)
-    return g * jnp.sign(p - t)
+    e = p - t
+    return g * ((e > 0).astype(e.dtype) - (e < 0).astype(e.dtype))
 
 
 def huber(predictions: ArrayLike, targets: ArrayLike, *, delta: float = 1.0) -> Array:
@@ -163,11 +167,17 @@ def binary_cross_entropy(
     Args:
       probabilities: float array of values in [0, 1].
       labels: same shape, values in [0, 1] (hard or soft).
-      eps: clipping margin; default 1e-7 for float32 and below, 1e-12 for float64.
+      eps: clipping margin; default ``max(1e-7, finfo(dtype).eps)`` for float32 and
+        narrower (``2**-23`` for float32), 1e-12 for float64.
+
+    The gradient is 0 at and outside the clip bounds (``p <= eps``, ``p >= 1 - eps``),
+    as :func:`binary_cross_entropy_vjp`.
     """
     p, y = _pair("binary_cross_entropy", probabilities, labels)
     eps = _default_eps(p.dtype) if eps is None else eps
-    pc = jnp.clip(p, eps, 1 - eps)
+    # Not a bare clip: at p == eps or 1 - eps its tie would pass half the gradient.
+    inside = (p > eps) & (p < 1 - eps)
+    pc = jnp.where(inside, p, jax.lax.stop_gradient(jnp.clip(p, eps, 1 - eps)))
     return -(y * jnp.log(pc) + (1 - y) * jnp.log1p(-pc))
 
 
@@ -193,7 +203,12 @@ def sigmoid_binary_cross_entropy(logits: ArrayLike, labels: ArrayLike) -> Array:
       Array([0.6931472], dtype=float32)
     """
     z, y = _pair("sigmoid_binary_cross_entropy", logits, labels)
-    return jnp.maximum(z, 0) - y * z + jnp.log1p(jnp.exp(-jnp.abs(z)))
+    # One branch for max(z, 0) and |z|: with jnp.maximum (tie: 1/2) and jnp.abs
+    # (1 at 0) jax.grad at z == 0 would be -y instead of sigmoid(0) - y.
+    pos = z >= 0
+    relu_z = jnp.where(pos, z, jnp.zeros_like(z))
+    abs_z = jnp.where(pos, z, -z)
+    return relu_z - y * z + jnp.log1p(jnp.exp(-abs_z))
 
 
 def sigmoid_binary_cross_entropy_vjp(logits: Array, labels: Array, g: Array) -> Array:
@@ -297,8 +312,15 @@ def softmax_cross_entropy_with_integer_labels(
       Array([1.3862944], dtype=float32)
     """
     z, y = _int_labels("softmax_cross_entropy_with_integer_labels", logits, labels)
-    picked = jnp.take_along_axis(z, y[..., None], axis=-1, mode="fill", fill_value=0)
-    return jax.nn.logsumexp(z, axis=-1) - picked[..., 0]
+    # take_along_axis wraps negative ids (-1 -> last class); send them out of range so
+    # that every id outside [0, num_classes) picks nothing, as one_hot in the VJP does.
+    idx = jnp.where(y < 0, z.shape[-1], y)
+    picked = jnp.take_along_axis(z, idx[..., None], axis=-1, mode="fill", fill_value=0)
+    # Shift by the row max first (as log_softmax): logsumexp(z) - z[label] would cancel
+    # two numbers of size 1e4 and lose float32's digits.
+    m = jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True, initial=-jnp.inf))
+    m = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
+    return jax.nn.logsumexp(z - m, axis=-1) - (picked - m)[..., 0]
 
 
 def softmax_cross_entropy_with_integer_labels_vjp(

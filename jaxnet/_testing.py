@@ -290,6 +290,10 @@ def check_grads(
     labels = list(names) if names is not None else [f"arg{i}" for i in nums]
     if len(labels) != len(nums):
         raise ValueError(f"check_grads: {len(nums)} argnums but {len(labels)} names.")
+    if method not in (None, "central", "complex"):  # before any work, not a KeyError
+        raise ValueError(
+            f"check_grads: method must be 'central', 'complex' or None, got {method!r}."
+        )
     for i, label in zip(nums, labels):
         _require_finite(label if multi else "", args[i])
     value = f(*args)
