@@ -9,7 +9,6 @@ battery and ``jaxnet check`` then cover it.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -21,68 +20,13 @@ from . import _combinators as C
 from . import _layers as Ly
 from . import _losses as L
 from ._analytic import loss_vjp
+from ._case import LayerCase, LossCase, away_from
+from ._cases_conv import CONV_CASES
+from ._cases_rnn import RNN_CASES
+from ._cases_seq import SEQ_CASES
 from ._layer import Layer
 from ._testing import GradReport, check_grads
 from ._types import Array, PRNGKey
-
-Draw = Callable[[PRNGKey, tuple[int, ...], Any], Array]
-
-
-def normal(key: PRNGKey, shape: tuple[int, ...], dtype: Any) -> Array:
-    """Standard normal inputs."""
-    return jax.random.normal(key, shape, dtype)
-
-
-def away_from(*kinks: float, margin: float = 0.1) -> Draw:
-    """Normal inputs pushed at least ``margin`` away from each kink."""
-
-    def draw(key: PRNGKey, shape: tuple[int, ...], dtype: Any) -> Array:
-        x = jax.random.normal(key, shape, dtype)
-        for k in kinks:
-            d = x - k
-            x = jnp.where(
-                jnp.abs(d) < margin, k + jnp.where(d >= 0, margin, -margin) * 2, x
-            )
-        return x
-
-    return draw
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerCase:
-    """One layer configuration in the battery."""
-
-    id: str
-    make: Callable[[Any], Layer]
-    input_shape: Any  # a shape with None batch, or a tuple of such shapes
-    method: str = "central"
-    draw: Draw = normal
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)
-    batch: int = 3
-    key_seed: int | None = (
-        None  # stochastic layers: apply with key=jax.random.key(seed)
-    )
-
-    def apply_options(self) -> dict[str, Any]:
-        """Keyword options for ``apply`` (a fresh key is made here, not at import)."""
-        if self.key_seed is None:
-            return dict(self.options)
-        return {**self.options, "key": jax.random.key(self.key_seed)}
-
-    def concrete_shape(self, shape: Any = None) -> Any:
-        """The input shape with the free batch axis set to ``batch``."""
-        s = self.input_shape if shape is None else shape
-        if s and isinstance(s[0], tuple):
-            return tuple(self.concrete_shape(e) for e in s)
-        return tuple(self.batch if d is None else d for d in s)
-
-    def inputs(self, key: PRNGKey, dtype: Any) -> Any:
-        """Draw an input of the case's shape."""
-        shape = self.concrete_shape()
-        if shape and isinstance(shape[0], tuple):
-            keys = jax.random.split(key, len(shape))
-            return tuple(self.draw(k, s, dtype) for k, s in zip(keys, shape))
-        return self.draw(key, shape, dtype)
 
 
 def _mlp(dt: Any) -> Layer:
@@ -111,7 +55,7 @@ def _fan_in_sum(dt: Any) -> Layer:
 
 _ACT = functools.partial(LayerCase, input_shape=(None, 5))
 
-LAYER_CASES: tuple[LayerCase, ...] = (
+CORE_CASES: tuple[LayerCase, ...] = (
     LayerCase("Dense", lambda dt: Ly.Dense(5, dtype=dt), (None, 4), "complex"),
     LayerCase(
         "Dense(use_bias=False)",
@@ -161,15 +105,8 @@ LAYER_CASES: tuple[LayerCase, ...] = (
     ),
 )
 
-
-@dataclasses.dataclass(frozen=True)
-class LossCase:
-    """One loss configuration: ``make_args(key, dtype) -> (predictions, targets)``."""
-
-    id: str
-    loss: Callable[..., Array]
-    make_args: Callable[[PRNGKey, Any], tuple[Array, Array]]
-    method: str = "central"
+#: Every registered layer: the core ones and each family's.
+LAYER_CASES: tuple[LayerCase, ...] = CORE_CASES + CONV_CASES + SEQ_CASES + RNN_CASES
 
 
 def _regression(

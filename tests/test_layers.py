@@ -270,16 +270,25 @@ PARAM_FREE = [
 _BY_ID = {c.id: c for c in LAYER_CASES}
 
 
+def _expected_tree(case):
+    """A family case pins its tree in the registry; the core ones are pinned above."""
+    if case.param_shapes is not None:
+        return case.param_shapes
+    return EXPECTED_PARAMS.get(case.id, {} if case.id in PARAM_FREE else None)
+
+
 @pytest.mark.parametrize("case_id", [*EXPECTED_PARAMS, *PARAM_FREE], ids=lambda s: s)
-def test_exact_param_tree(case_id):
+def test_core_cases_still_registered(case_id):
     assert case_id in _BY_ID, f"registry case {case_id!r} disappeared"
-    _, _, params, _ = _build(_BY_ID[case_id], jnp.float32)
-    assert _param_shapes(params) == EXPECTED_PARAMS.get(case_id, {})
 
 
-def test_registry_fully_covered_by_expected_trees():
-    # Every registry layer has its exact tree pinned above; a new case must add one.
-    assert set(_BY_ID) == set(EXPECTED_PARAMS) | set(PARAM_FREE)
+@pytest.mark.parametrize("case", LAYER_CASES, ids=_ids)
+def test_exact_param_tree(case):
+    expected = _expected_tree(case)
+    # Every registry layer has its exact tree pinned; a new case must add one.
+    assert expected is not None, f"pin the parameter tree of {case.id!r}"
+    _, _, params, _ = _build(case, jnp.float32)
+    assert _param_shapes(params) == expected
 
 
 @pytest.mark.parametrize("case", BATTERY, ids=_ids)

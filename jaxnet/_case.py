@@ -1,0 +1,88 @@
+"""The registry's building blocks: a layer case, a loss case, and input drawers.
+
+Each layer family keeps its cases in its own ``_cases_<family>.py`` and the registry
+(``_registry.py``) joins them, so families can grow without touching each other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from ._layer import Layer
+from ._types import Array, PRNGKey
+
+Draw = Callable[[PRNGKey, tuple[int, ...], Any], Array]
+
+
+def normal(key: PRNGKey, shape: tuple[int, ...], dtype: Any) -> Array:
+    """Standard normal inputs."""
+    return jax.random.normal(key, shape, dtype)
+
+
+def away_from(*kinks: float, margin: float = 0.1) -> Draw:
+    """Normal inputs pushed at least ``margin`` away from each kink."""
+
+    def draw(key: PRNGKey, shape: tuple[int, ...], dtype: Any) -> Array:
+        x = jax.random.normal(key, shape, dtype)
+        for k in kinks:
+            d = x - k
+            x = jnp.where(
+                jnp.abs(d) < margin, k + jnp.where(d >= 0, margin, -margin) * 2, x
+            )
+        return x
+
+    return draw
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerCase:
+    """One layer configuration in the battery."""
+
+    id: str
+    make: Callable[[Any], Layer]
+    input_shape: Any  # a shape with None batch, or a tuple of such shapes
+    method: str = "central"
+    draw: Draw = normal
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    batch: int = 3
+    #: Stochastic layers are applied with ``key=jax.random.key(key_seed)``.
+    key_seed: int | None = None
+    #: The exact parameter tree as shapes by path (e.g. ``{"w": (4, 5), "b": (5,)}``),
+    #: pinned by the battery; ``None`` for the core cases pinned in tests/test_layers.py.
+    param_shapes: Any = None
+
+    def apply_options(self) -> dict[str, Any]:
+        """Keyword options for ``apply`` (a fresh key is made here, not at import)."""
+        if self.key_seed is None:
+            return dict(self.options)
+        return {**self.options, "key": jax.random.key(self.key_seed)}
+
+    def concrete_shape(self, shape: Any = None) -> Any:
+        """The input shape with the free batch axis set to ``batch``."""
+        s = self.input_shape if shape is None else shape
+        if s and isinstance(s[0], tuple):
+            return tuple(self.concrete_shape(e) for e in s)
+        return tuple(self.batch if d is None else d for d in s)
+
+    def inputs(self, key: PRNGKey, dtype: Any) -> Any:
+        """Draw an input of the case's shape."""
+        shape = self.concrete_shape()
+        if shape and isinstance(shape[0], tuple):
+            keys = jax.random.split(key, len(shape))
+            return tuple(self.draw(k, s, dtype) for k, s in zip(keys, shape))
+        return self.draw(key, shape, dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class LossCase:
+    """One loss configuration: ``make_args(key, dtype) -> (predictions, targets)``."""
+
+    id: str
+    loss: Callable[..., Array]
+    make_args: Callable[[PRNGKey, Any], tuple[Array, Array]]
+    method: str = "central"
