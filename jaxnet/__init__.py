@@ -73,3 +73,13 @@ __all__ = [
     "serial",
     "testing",
 ]
+
+# Layer families. Each block is owned by its module; keep additions inside it.
+# --- conv family (jaxnet/_conv.py) ---
+# --- end conv family ---
+# --- norm family (jaxnet/_norm.py) ---
+# --- end norm family ---
+# --- sequence family (jaxnet/_seq.py) ---
+# --- end sequence family ---
+# --- recurrent family (jaxnet/_recurrent.py) ---
+# --- end recurrent family ---

@@ -74,3 +74,13 @@ __all__ = [
     "value_and_grad",
     "vjp",
 ]
+
+# Layer families. Each block is owned by its module; keep additions inside it.
+# --- conv family ---
+# --- end conv family ---
+# --- norm family ---
+# --- end norm family ---
+# --- sequence family ---
+# --- end sequence family ---
+# --- recurrent family ---
+# --- end recurrent family ---
