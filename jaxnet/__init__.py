@@ -6,6 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import analytic as analytic
 from . import losses as losses
 from . import testing as testing
+from ._batchnorm import BatchNorm as BatchNorm
 from ._combinators import FanInConcat as FanInConcat
 from ._combinators import FanInSum as FanInSum
 from ._combinators import FanOut as FanOut
@@ -17,6 +18,7 @@ from ._errors import DTypeError as DTypeError
 from ._errors import MissingKeyError as MissingKeyError
 from ._errors import ParamsError as ParamsError
 from ._errors import ShapeError as ShapeError
+from ._errors import StateError as StateError
 from ._layer import Layer as Layer
 from ._layers import Dense as Dense
 from ._layers import Dropout as Dropout
@@ -41,6 +43,7 @@ except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "BatchNorm",
     "DTypeError",
     "Dense",
     "Dropout",
@@ -61,6 +64,7 @@ __all__ = [
     "Reshape",
     "Selu",
     "ShapeError",
+    "StateError",
     "Sigmoid",
     "Silu",
     "Softmax",

@@ -92,6 +92,8 @@ def vjp(
             f"{layer.desc}: no hand-written backward. Give the layer one or use jax.grad."
         )
     y = layer.apply(params, x, key=key, **options)
+    if layer.stateful:  # (y, new_state): the state is not differentiated
+        y = y[0]
     return layer.backward(params, x, y, g, key=key, **options)
 
 
@@ -113,7 +115,9 @@ def value_and_grad(
 
     Returns:
       ``f(params, x, targets, *, key=None, **options) -> (loss_value, dparams)``,
-      matching ``jax.value_and_grad`` of the same objective.
+      matching ``jax.value_and_grad`` of the same objective. For a stateful model
+      (``state=`` among the options) it returns ``((loss_value, new_state),
+      dparams)``, as ``jax.value_and_grad(..., has_aux=True)`` would.
 
     Examples:
       >>> import jax, jax.numpy as jnp, jaxnet
@@ -144,6 +148,9 @@ def value_and_grad(
         **options: Any,
     ) -> tuple[Array, Params]:
         y = model.apply(params, x, key=key, **options)
+        new_state = None
+        if model.stateful:
+            y, new_state = y
         per_example = loss(y, targets)
         n = per_example.size
         if reduction == "mean":
@@ -156,6 +163,6 @@ def value_and_grad(
         if model.backward is None:
             raise NotImplementedError(f"{model.desc}: no hand-written backward.")
         grads, _ = model.backward(params, x, y, gy, key=key, **options)
-        return value, grads
+        return ((value, new_state), grads) if model.stateful else (value, grads)
 
     return f

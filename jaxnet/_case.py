@@ -62,6 +62,13 @@ class LayerCase:
             return dict(self.options)
         return {**self.options, "key": jax.random.key(self.key_seed)}
 
+    def options_for(self, layer: Layer) -> dict[str, Any]:
+        """:meth:`apply_options`, plus a fresh ``state`` for a stateful layer."""
+        opts = self.apply_options()
+        if layer.stateful:
+            opts["state"] = layer.init_state(self.input_shape)[1]
+        return opts
+
     def concrete_shape(self, shape: Any = None) -> Any:
         """The input shape with the free batch axis set to ``batch``."""
         s = self.input_shape if shape is None else shape
@@ -69,12 +76,12 @@ class LayerCase:
             return tuple(self.concrete_shape(e) for e in s)
         return tuple(self.batch if d is None else d for d in s)
 
-    def inputs(self, key: PRNGKey, dtype: Any) -> Any:
-        """Draw an input of the case's shape."""
-        shape = self.concrete_shape()
+    def inputs(self, key: PRNGKey, dtype: Any, shape: Any = None) -> Any:
+        """Draw an input of the case's shape (tuples of shapes may nest)."""
+        shape = self.concrete_shape() if shape is None else shape
         if shape and isinstance(shape[0], tuple):
             keys = jax.random.split(key, len(shape))
-            return tuple(self.draw(k, s, dtype) for k, s in zip(keys, shape))
+            return tuple(self.inputs(k, dtype, s) for k, s in zip(keys, shape))
         return self.draw(key, shape, dtype)
 
 

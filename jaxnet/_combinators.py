@@ -12,12 +12,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._errors import ParamsError, ShapeError
+from ._errors import ParamsError, ShapeError, StateError
 from ._layer import (
     Layer,
     _is_shape,
     fmt_shape,
     in_sublayer,
+    missing_state_error,
+    output_shape,
     require_params,
 )
 from ._types import Params, PRNGKey, ShapeTree
@@ -89,6 +91,31 @@ def _backward_of(combinator: str, name: str, layer: Layer) -> Any:
     return layer.backward
 
 
+def _state_kw(
+    desc: str, layer: Layer, name: str, state: Any, *, key_in_state: bool = True
+) -> dict[str, Any]:
+    """``{"state": state[name]}`` for a stateful sub-layer, ``{}`` otherwise."""
+    if not layer.stateful:
+        return {}
+    if state is None:
+        raise missing_state_error(desc)
+    if key_in_state:
+        if not isinstance(state, dict) or name not in state:
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise StateError(
+                f"{desc}: state has no entry {name!r} (got {got}). Pass the state "
+                "made by this model's init_state."
+            )
+        return {"state": state[name]}
+    return {"state": state}
+
+
+def _run(layer: Layer, params: Params, x: Any, kw: dict[str, Any]) -> tuple[Any, Any]:
+    """Apply a sub-layer; return ``(output, new_state or None)``."""
+    out = layer.apply(params, x, **kw)
+    return out if layer.stateful else (out, None)
+
+
 def _desc(kind: str, named: list[tuple[str, Layer]]) -> str:
     return f"{kind}(" + ", ".join(layer.desc for _, layer in named) + ")"
 
@@ -123,6 +150,7 @@ def serial(*layers: LayerSpec) -> Layer:
     named = _named("serial", layers)
     desc = _desc("serial", named)
     keys = [k for k, _ in named]
+    stateful = any(layer.stateful for _, layer in named)
 
     def init(rng: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
         params: Params = {}
@@ -132,34 +160,74 @@ def serial(*layers: LayerSpec) -> Layer:
                 shape, params[name] = layer.init(sub, shape)
         return shape, params
 
-    def apply(params: Params, x: Any, *, key: PRNGKey | None = None, **kw: Any) -> Any:
+    def init_state(input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
+        state: Params = {}
+        shape = input_shape
+        for name, layer in named:
+            with in_sublayer("serial", name):
+                if layer.stateful:
+                    shape, state[name] = layer.init_state(shape)
+                else:
+                    shape = output_shape(layer, shape)
+        return shape, state
+
+    def forward(
+        params: Params, x: Any, key: PRNGKey | None, state: Any, kw: dict[str, Any]
+    ) -> tuple[list[Any], Params]:
+        """Every layer's input and the model's output, and the new state."""
         require_params(desc, params, keys)
+        xs, new_state = [x], {}
         for (name, layer), sub in zip(named, _split(key, len(named))):
             with in_sublayer("serial", name), jax.named_scope(name):
-                x = layer.apply(params[name], x, key=sub, **kw)
-        return x
+                skw = _state_kw(desc, layer, name, state)
+                out, s = _run(layer, params[name], xs[-1], {"key": sub, **skw, **kw})
+            xs.append(out)
+            if layer.stateful:
+                new_state[name] = s
+        return xs, new_state
+
+    def apply(
+        params: Params,
+        x: Any,
+        *,
+        key: PRNGKey | None = None,
+        state: Any = None,
+        **kw: Any,
+    ) -> Any:
+        if stateful and state is None:
+            raise missing_state_error(desc)
+        xs, new_state = forward(params, x, key, state, kw)
+        return (xs[-1], new_state) if stateful else xs[-1]
 
     def backward(
-        params: Params, x: Any, y: Any, g: Any, *, key: PRNGKey | None = None, **kw: Any
+        params: Params,
+        x: Any,
+        y: Any,
+        g: Any,
+        *,
+        key: PRNGKey | None = None,
+        state: Any = None,
+        **kw: Any,
     ) -> tuple[Params, Any]:
-        require_params(desc, params, keys)
+        if stateful and state is None:
+            raise missing_state_error(desc)
         subkeys = _split(key, len(named))
-        xs = [x]
-        for (name, layer), sub in zip(named[:-1], subkeys):
-            with in_sublayer("serial", name):
-                xs.append(layer.apply(params[name], xs[-1], key=sub, **kw))
-        xs.append(y)
+        xs, _ = forward(params, x, key, state, kw)
+        xs[-1] = y
         grads: Params = {}
         for i in reversed(range(len(named))):
             name, layer = named[i]
             with in_sublayer("serial", name):
                 bwd = _backward_of("serial", name, layer)
+                skw = _state_kw(desc, layer, name, state)
                 grads[name], g = bwd(
-                    params[name], xs[i], xs[i + 1], g, key=subkeys[i], **kw
+                    params[name], xs[i], xs[i + 1], g, key=subkeys[i], **skw, **kw
                 )
         return grads, g
 
-    return Layer("serial", init, apply, backward, desc)
+    return Layer(
+        "serial", init, apply, backward, desc, init_state if stateful else None
+    )
 
 
 def _require_tuple(desc: str, x: Any, n: int, what: str) -> None:
@@ -201,6 +269,7 @@ def parallel(*layers: LayerSpec) -> Layer:
     desc = _desc("parallel", named)
     keys = [k for k, _ in named]
     n = len(named)
+    stateful = any(layer.stateful for _, layer in named)
 
     def init(rng: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
         _require_tuple(desc, input_shape, n, "input shapes")
@@ -212,28 +281,70 @@ def parallel(*layers: LayerSpec) -> Layer:
             shapes.append(out)
         return tuple(shapes), params
 
-    def apply(params: Params, x: Any, *, key: PRNGKey | None = None, **kw: Any) -> Any:
+    def init_state(input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
+        _require_tuple(desc, input_shape, n, "input shapes")
+        state: Params = {}
+        shapes = []
+        for (name, layer), s in zip(named, input_shape):
+            with in_sublayer("parallel", name):
+                if layer.stateful:
+                    out, state[name] = layer.init_state(s)
+                else:
+                    out = output_shape(layer, s)
+            shapes.append(out)
+        return tuple(shapes), state
+
+    def forward(
+        params: Params, x: Any, key: PRNGKey | None, state: Any, kw: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], Params]:
         require_params(desc, params, keys)
         _require_tuple(desc, x, n, "inputs")
-        outs = []
+        outs, new_state = [], {}
         for (name, layer), sub, xi in zip(named, _split(key, n), x):
             with in_sublayer("parallel", name), jax.named_scope(name):
-                outs.append(layer.apply(params[name], xi, key=sub, **kw))
-        return tuple(outs)
+                skw = _state_kw(desc, layer, name, state)
+                out, s = _run(layer, params[name], xi, {"key": sub, **skw, **kw})
+            outs.append(out)
+            if layer.stateful:
+                new_state[name] = s
+        return tuple(outs), new_state
+
+    def apply(
+        params: Params,
+        x: Any,
+        *,
+        key: PRNGKey | None = None,
+        state: Any = None,
+        **kw: Any,
+    ) -> Any:
+        if stateful and state is None:
+            raise missing_state_error(desc)
+        y, new_state = forward(params, x, key, state, kw)
+        return (y, new_state) if stateful else y
 
     def backward(
-        params: Params, x: Any, y: Any, g: Any, *, key: PRNGKey | None = None, **kw: Any
+        params: Params,
+        x: Any,
+        y: Any,
+        g: Any,
+        *,
+        key: PRNGKey | None = None,
+        state: Any = None,
+        **kw: Any,
     ) -> tuple[Params, Any]:
         grads: Params = {}
         dxs = []
         for (name, layer), sub, xi, yi, gi in zip(named, _split(key, n), x, y, g):
             with in_sublayer("parallel", name):
                 bwd = _backward_of("parallel", name, layer)
-                grads[name], dx = bwd(params[name], xi, yi, gi, key=sub, **kw)
+                skw = _state_kw(desc, layer, name, state)
+                grads[name], dx = bwd(params[name], xi, yi, gi, key=sub, **skw, **kw)
             dxs.append(dx)
         return grads, tuple(dxs)
 
-    return Layer("parallel", init, apply, backward, desc)
+    return Layer(
+        "parallel", init, apply, backward, desc, init_state if stateful else None
+    )
 
 
 def _no_params(desc: str, params: Any) -> None:
@@ -431,35 +542,67 @@ def residual(*layers: LayerSpec) -> Layer:
         f = serial(*layers)
     desc = f"residual({f.desc})"
 
-    def init(rng: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
-        with in_sublayer("residual", f.name):
-            out, params = f.init(rng, input_shape)
+    def check_same(input_shape: ShapeTree, out: ShapeTree) -> None:
         if out != input_shape:
             raise ShapeError(
                 f"{desc}: the branch maps {fmt_shape(input_shape)} to {fmt_shape(out)}; "
                 "x + f(x) needs equal shapes. End the branch with a layer that maps "
                 "back to the input width."
             )
+
+    def init(rng: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
+        with in_sublayer("residual", f.name):
+            out, params = f.init(rng, input_shape)
+        check_same(input_shape, out)
         return out, params
 
-    def apply(params: Params, x: Any, *, key: PRNGKey | None = None, **kw: Any) -> Any:
+    def init_state(input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
+        with in_sublayer("residual", f.name):
+            out, state = f.init_state(input_shape)
+        check_same(input_shape, out)
+        return out, state
+
+    def branch(
+        params: Params, x: Any, key: Any, state: Any, kw: dict
+    ) -> tuple[Any, Any]:
+        skw = _state_kw(desc, f, f.name, state, key_in_state=False)
         with in_sublayer("residual", f.name), jax.named_scope("residual"):
-            fx = f.apply(params, x, key=key, **kw)
+            fx, new_state = _run(f, params, x, {"key": key, **skw, **kw})
         if jnp.shape(fx) != jnp.shape(x):
             raise ShapeError(
                 f"{desc}: the branch maps {jnp.shape(x)} to {jnp.shape(fx)}; x + f(x) "
                 "needs equal shapes."
             )
-        return x + fx
+        return fx, new_state
+
+    def apply(
+        params: Params,
+        x: Any,
+        *,
+        key: PRNGKey | None = None,
+        state: Any = None,
+        **kw: Any,
+    ) -> Any:
+        fx, new_state = branch(params, x, key, state, kw)
+        return (x + fx, new_state) if f.stateful else x + fx
 
     def backward(
-        params: Params, x: Any, y: Any, g: Any, *, key: PRNGKey | None = None, **kw: Any
+        params: Params,
+        x: Any,
+        y: Any,
+        g: Any,
+        *,
+        key: PRNGKey | None = None,
+        state: Any = None,
+        **kw: Any,
     ) -> tuple[Params, Any]:
+        fx, _ = branch(params, x, key, state, kw)
+        skw = _state_kw(desc, f, f.name, state, key_in_state=False)
         with in_sublayer("residual", f.name):
-            fx = f.apply(params, x, key=key, **kw)
-            dp, dx = _backward_of("residual", f.name, f)(
-                params, x, fx, g, key=key, **kw
-            )
+            bwd = _backward_of("residual", f.name, f)
+            dp, dx = bwd(params, x, fx, g, key=key, **skw, **kw)
         return dp, g + dx
 
-    return Layer("residual", init, apply, backward, desc)
+    return Layer(
+        "residual", init, apply, backward, desc, init_state if f.stateful else None
+    )

@@ -27,3 +27,7 @@ class MissingKeyError(ValueError):
 
 class ParamsError(ValueError):
     """A params tree does not match the model (missing or unexpected entries)."""
+
+
+class StateError(ValueError):
+    """A stateful model was called without its state, or with a mismatched one."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -93,6 +93,25 @@ class Layer:
       :mod:`jaxnet.analytic` uses; every built-in layer has one.
     * ``desc`` is the human-readable constructor call, used in error messages.
 
+    **State** (one design, used by every stateful layer and threaded through every
+    combinator): a layer with running statistics (``BatchNorm``) has ``init_state``,
+    ``init_state(input_shape) -> (output_shape, state)``, and is *stateful*
+    (``layer.stateful``). Its ``apply`` takes the state as a keyword and returns the
+    new one beside the output::
+
+        out_shape, params = model.init(key, input_shape)
+        _, state = model.init_state(input_shape)
+        y, state = model.apply(params, x, state=state, train=True)   # updates state
+        y, _ = model.apply(params, x, state=state)                   # evaluation
+
+    ``state`` is a nested dict of arrays keyed like ``params`` but holding only the
+    stateful layers' entries; it is never differentiated (keep it out of ``jax.grad``:
+    return it as auxiliary output). A combinator is stateful iff one of its
+    sub-layers is; a model without stateful layers never sees state: its ``apply``
+    returns the output alone and takes no ``state``. The backward of a stateful layer
+    takes the same ``state=`` and options as its ``apply`` and differentiates the
+    output only.
+
     Args:
       name: the stem of the parameter key when the layer sits in a combinator
         (``"dense"`` becomes ``"dense_0"``).
@@ -100,6 +119,8 @@ class Layer:
       apply: ``apply(params, x, *, key=None, **options) -> y``.
       backward: optional hand-written VJP, see above.
       desc: the constructor call for messages, e.g. ``"Dense(out_dim=16)"``.
+      init_state: for stateful layers only, ``init_state(input_shape) ->
+        (output_shape, state)``.
 
     Examples:
       >>> import jax, jaxnet
@@ -114,6 +135,7 @@ class Layer:
     apply: ApplyFn
     backward: BackwardFn | None = None
     desc: str = ""
+    init_state: Callable[..., tuple[ShapeTree, Params]] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
@@ -124,6 +146,11 @@ class Layer:
             object.__setattr__(self, "desc", self.name)
         if getattr(self.init, "__wrapped__", None) is None:
             object.__setattr__(self, "init", _wrap_init(self.init, self.desc))
+
+    @property
+    def stateful(self) -> bool:
+        """True when the layer (or a sub-layer) keeps state such as running statistics."""
+        return self.init_state is not None
 
     def __call__(self, params: Params, x: Any, **kwargs: Any) -> Any:
         """Shorthand for ``self.apply(params, x, **kwargs)``."""
@@ -227,3 +254,30 @@ def no_backward(layer: Layer) -> BackwardFn:
         )
 
     return backward
+
+
+def output_shape(layer: Layer, input_shape: ShapeTree) -> ShapeTree:
+    """The output shape of ``layer`` for ``input_shape``, without creating parameters.
+
+    ``init`` is traced under ``jax.eval_shape``, so no initialiser runs.
+    """
+    box: dict[str, Any] = {}
+
+    def run() -> Params:
+        box["shape"], params = layer.init(jax.random.key(0), input_shape)
+        return params
+
+    jax.eval_shape(run)
+    return box["shape"]
+
+
+def missing_state_error(desc: str) -> Exception:
+    """The error for a stateful layer or model called without its state."""
+    from ._errors import StateError
+
+    return StateError(
+        f"{desc}: this model keeps state (running statistics) and was called without "
+        "it. Create it once with `_, state = model.init_state(input_shape)`, then call "
+        "`y, state = model.apply(params, x, state=state, train=True)` to train, or "
+        "`y, _ = model.apply(params, x, state=state)` to evaluate."
+    )

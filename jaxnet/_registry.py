@@ -20,13 +20,15 @@ from . import _combinators as C
 from . import _layers as Ly
 from . import _losses as L
 from ._analytic import loss_vjp
+from ._batchnorm import BatchNorm
 from ._case import LayerCase, LossCase, away_from
 from ._cases_conv import CONV_CASES
+from ._cases_norm import NORM_CASES
 from ._cases_rnn import RNN_CASES
 from ._cases_seq import SEQ_CASES
 from ._layer import Layer
 from ._testing import GradReport, check_grads
-from ._types import Array, PRNGKey
+from ._types import Array, Params, PRNGKey
 
 
 def _mlp(dt: Any) -> Layer:
@@ -98,6 +100,43 @@ CORE_CASES: tuple[LayerCase, ...] = (
     LayerCase("FanOut/parallel/FanInConcat", _branches, (None, 3)),
     LayerCase("FanInSum", _fan_in_sum, (None, 4), "complex"),
     LayerCase(
+        "BatchNorm(train)",
+        lambda dt: BatchNorm(dtype=dt),
+        (None, 4),
+        options={"train": True},
+        batch=5,
+        param_shapes={"scale": (4,), "offset": (4,)},
+    ),
+    LayerCase(
+        "BatchNorm(train, NHWC)",
+        lambda dt: BatchNorm(use_bias=False, dtype=dt),
+        (None, 3, 3, 2),
+        options={"train": True},
+        batch=2,
+        param_shapes={"scale": (2,)},
+    ),
+    LayerCase(
+        "BatchNorm(eval)",
+        lambda dt: BatchNorm(dtype=dt),
+        (None, 4),
+        param_shapes={"scale": (4,), "offset": (4,)},
+    ),
+    LayerCase(
+        "serial(Dense, BatchNorm, Tanh, Dense)",
+        lambda dt: C.serial(
+            Ly.Dense(5, dtype=dt), BatchNorm(dtype=dt), Ly.Tanh(), Ly.Dense(2, dtype=dt)
+        ),
+        (None, 3),
+        options={"train": True},
+        batch=4,
+        param_shapes={
+            "dense_0": {"w": (3, 5), "b": (5,)},
+            "batch_norm_1": {"scale": (5,), "offset": (5,)},
+            "tanh_2": {},
+            "dense_3": {"w": (5, 2), "b": (2,)},
+        },
+    ),
+    LayerCase(
         "residual",
         lambda dt: C.residual(Ly.Dense(4, dtype=dt), Ly.Tanh()),
         (None, 4),
@@ -106,7 +145,9 @@ CORE_CASES: tuple[LayerCase, ...] = (
 )
 
 #: Every registered layer: the core ones and each family's.
-LAYER_CASES: tuple[LayerCase, ...] = CORE_CASES + CONV_CASES + SEQ_CASES + RNN_CASES
+LAYER_CASES: tuple[LayerCase, ...] = (
+    CORE_CASES + CONV_CASES + NORM_CASES + SEQ_CASES + RNN_CASES
+)
 
 
 def _regression(
@@ -192,24 +233,35 @@ def layer_problem(
     """``(f, analytic, point)`` for checking a layer: ``f = sum(g * layer(params, x))``.
 
     The gradient is taken w.r.t. ``{"params": params, "x": x}``; ``analytic`` is the
-    layer's hand-written backward. ``g`` is a fixed random cotangent.
+    layer's hand-written backward. ``g`` is a fixed random cotangent. An input with
+    integer leaves (token ids) is not differentiable: then the point is
+    ``{"params": params}`` alone, ``x`` is held fixed and the backward's ``dx`` unused.
     """
     layer = case.make(dtype)
     k_init, k_x, k_g = jax.random.split(jax.random.key(seed), 3)
     _, params = layer.init(k_init, case.input_shape)
     x = case.inputs(k_x, dtype)
-    opts = case.apply_options()
-    g = _cotangent(k_g, layer.apply(params, x, **opts))
+    opts = case.options_for(layer)
+
+    def out(p: Params, xp: Any) -> Any:
+        # A stateful layer returns (y, new_state); only y is differentiated.
+        y = layer.apply(p, xp, **opts)
+        return y[0] if layer.stateful else y
+
+    g = _cotangent(k_g, out(params, x))
+    with_x = all(jnp.issubdtype(a.dtype, jnp.inexact) for a in jax.tree.leaves(x))
 
     def f(point: dict) -> Array:
-        return _dot(g, layer.apply(point["params"], point["x"], **opts))
+        return _dot(g, out(point["params"], point.get("x", x)))
 
     def analytic(point: dict) -> dict:
-        y = layer.apply(point["params"], point["x"], **opts)
-        dp, dx = layer.backward(point["params"], point["x"], y, g, **opts)
-        return {"params": dp, "x": dx}
+        xp = point.get("x", x)
+        y = out(point["params"], xp)
+        dp, dx = layer.backward(point["params"], xp, y, g, **opts)
+        return {"params": dp, "x": dx} if with_x else {"params": dp}
 
-    return f, analytic, {"params": params, "x": x}
+    point = {"params": params, "x": x} if with_x else {"params": params}
+    return f, analytic, point
 
 
 def loss_problem(

@@ -9,6 +9,8 @@ from ._analytic import LOSS_VJPS as LOSS_VJPS
 from ._analytic import loss_vjp as loss_vjp
 from ._analytic import value_and_grad as value_and_grad
 from ._analytic import vjp as vjp
+from ._batchnorm import batch_norm_stats as batch_norm_stats
+from ._batchnorm import batch_norm_vjp as batch_norm_vjp
 from ._layers import dense as dense
 from ._layers import dense_vjp as dense_vjp
 from ._layers import dropout_mask as dropout_mask
@@ -44,6 +46,8 @@ from ._losses import squared_error_vjp as squared_error_vjp
 __all__ = [
     "LOSS_VJPS",
     "absolute_error_vjp",
+    "batch_norm_stats",
+    "batch_norm_vjp",
     "binary_cross_entropy_vjp",
     "dense",
     "dense_vjp",

@@ -58,7 +58,7 @@ def _expected_paths(case: Any, dtype: Any) -> set[str]:
         return {""}  # a loss is checked w.r.t. its predictions: a single array
     _, _, point = layer_problem(case, dtype)
     return {
-        "/".join(str(k.key) for k in path)
+        "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
         for path, _ in jax.tree_util.tree_flatten_with_path(point)[0]
     }
 

@@ -103,12 +103,12 @@ def _rendered(exc: BaseException) -> str:
 
 
 def _abstract(case: LayerCase, dtype: Any) -> Any:
-    """The case's input as ``jax.ShapeDtypeStruct``s (nothing is drawn or compiled)."""
-    return jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct(s, dtype),
-        case.concrete_shape(),
-        is_leaf=_is_shape,
-    )
+    """The case's input as ``jax.ShapeDtypeStruct``s (nothing is drawn or compiled).
+
+    The dtype is the drawer's (traced, not run): float ``dtype`` for most cases,
+    integer for token ids.
+    """
+    return jax.eval_shape(lambda k: case.inputs(k, dtype), jax.random.key(0))
 
 
 def _init_abstract(layer: jaxnet.Layer, key: jax.Array, shape_or_x: Any):
@@ -129,18 +129,20 @@ def _init_abstract(layer: jaxnet.Layer, key: jax.Array, shape_or_x: Any):
 def test_declared_shape_matches_eval_shape(case, dtype):
     layer = case.make(dtype)
     out_shape, params = _init_abstract(layer, jax.random.key(0), case.input_shape)
-    opts = case.apply_options()
+    opts = case.options_for(layer)
     x = _abstract(case, dtype)
-    traced = jax.eval_shape(lambda p, x: layer.apply(p, x, **opts), params, x)
+    def primary(p, x):  # a stateful layer returns (y, new_state): compare y
+        y = layer.apply(p, x, **opts)
+        return y[0] if layer.stateful else y
+
+    traced = jax.eval_shape(primary, params, x)
     assert _fill(out_shape, case.batch) == _shapes(traced)
     # The declared shape keeps the free batch axis free (None), not a probe size.
-    first = out_shape if _is_shape(out_shape) else out_shape[0]
+    first = jax.tree.leaves(out_shape, is_leaf=_is_shape)[0]  # tuples may nest
     assert first[0] is None
     # A second batch size gives the same declared shape with that size filled in.
     wide = dataclasses.replace(case, batch=case.batch + 4)
-    traced = jax.eval_shape(
-        lambda p, x: layer.apply(p, x, **opts), params, _abstract(wide, dtype)
-    )
+    traced = jax.eval_shape(primary, params, _abstract(wide, dtype))
     assert _fill(out_shape, wide.batch) == _shapes(traced)
 
 
@@ -172,9 +174,9 @@ def test_dtype_preserved(case, dtype):
     layer, _, params, x = _build(case, dtype)
     for leaf in jax.tree.leaves(params):
         assert leaf.dtype == dtype
-    for leaf in jax.tree.leaves(x):
-        assert leaf.dtype == dtype
-    y = layer.apply(params, x, **case.apply_options())
+    for leaf in jax.tree.leaves(x):  # integer token ids keep their own dtype
+        assert leaf.dtype == dtype or jnp.issubdtype(leaf.dtype, jnp.integer)
+    y = layer.apply(params, x, **case.options_for(layer))
     leaves = jax.tree.leaves(y)
     assert leaves
     for leaf in leaves:
@@ -186,7 +188,7 @@ def test_dtype_preserved(case, dtype):
 @pytest.mark.parametrize("case", BATTERY, ids=_ids)
 def test_jit_equals_eager(case, dtype):
     layer, _, params, x = _build(case, dtype)
-    opts = case.apply_options()
+    opts = case.options_for(layer)
     eager = layer.apply(params, x, **opts)
     jitted = jax.jit(lambda p, x: layer.apply(p, x, **opts))(params, x)
     _assert_close(jitted, eager, dtype)
@@ -196,7 +198,7 @@ def test_jit_equals_eager(case, dtype):
 def test_vmap_equals_per_slice(case):
     dtype = jnp.float64
     layer, _, params, _ = _build(case, dtype)
-    opts = case.apply_options()
+    opts = case.options_for(layer)
     keys = jax.random.split(jax.random.key(11), 3)
     slices = [case.inputs(k, dtype) for k in keys]
     stacked = jax.tree.map(lambda *xs: np.stack(xs), *slices)
@@ -294,7 +296,7 @@ def test_exact_param_tree(case):
 @pytest.mark.parametrize("case", BATTERY, ids=_ids)
 def test_layer_hashable_and_frozen(case):
     layer, _, params, x = _build(case, jnp.float32)
-    opts = case.apply_options()
+    opts = case.options_for(layer)
     assert hash(layer) == hash(layer)
     assert {layer: 1}[layer] == 1
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -311,7 +313,7 @@ def test_layer_hashable_and_frozen(case):
 def test_static_layer_no_retrace_on_second_call(case):
     layer, _, params, x1 = _build(case, jnp.float32)
     x2 = case.inputs(jax.random.key(99), jnp.float32)
-    opts = case.apply_options()
+    opts = case.options_for(layer)
     traces = []
 
     def run(lay, p, x):
