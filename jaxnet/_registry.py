@@ -122,7 +122,7 @@ CORE_CASES: tuple[LayerCase, ...] = (
         param_shapes={"scale": (4,), "offset": (4,)},
     ),
     LayerCase(
-        "serial(Dense, BatchNorm, Tanh, Dense)",
+        "serial(MLP with BatchNorm)",
         lambda dt: C.serial(
             Ly.Dense(5, dtype=dt), BatchNorm(dtype=dt), Ly.Tanh(), Ly.Dense(2, dtype=dt)
         ),
