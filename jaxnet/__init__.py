@@ -36,6 +36,7 @@ from ._layers import Silu as Silu
 from ._layers import Softmax as Softmax
 from ._layers import Softplus as Softplus
 from ._layers import Tanh as Tanh
+from ._summary import summary as summary
 
 try:
     __version__ = version("jaxnet")
@@ -75,6 +76,7 @@ __all__ = [
     "parallel",
     "residual",
     "serial",
+    "summary",
     "testing",
 ]
 

@@ -551,7 +551,7 @@ def residual(*layers: LayerSpec) -> Layer:
             )
 
     def init(rng: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
-        with in_sublayer("residual", f.name):
+        with in_sublayer("residual", f.name, nest=False):
             out, params = f.init(rng, input_shape)
         check_same(input_shape, out)
         return out, params

@@ -7,6 +7,7 @@ is hashable and can be a static argument of ``jax.jit``.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import math
 from collections.abc import Callable, Iterator
@@ -58,13 +59,27 @@ def normalize_shape(s: Any) -> ShapeTree:
     )
 
 
+#: While ``jaxnet.summary`` runs: the list it records ``(path, desc, out_shape,
+#: params)`` into, and the parameter path of the layer being initialised.
+_RECORD: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "jaxnet_summary_record", default=None
+)
+_PATH: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "jaxnet_summary_path", default=()
+)
+
+
 def _wrap_init(raw: InitFn, desc: str = "") -> InitFn:
     def init(key: PRNGKey, input_shape: Any) -> tuple[ShapeTree, Params]:
         try:
             shape = normalize_shape(input_shape)
         except ShapeError as exc:  # name the layer whose init got the bad shape
             raise ShapeError(f"{desc}.init: {exc}" if desc else str(exc)) from None
-        return raw(key, shape)
+        out_shape, params = raw(key, shape)
+        record = _RECORD.get()
+        if record is not None:
+            record.append((_PATH.get(), desc, out_shape, params))
+        return out_shape, params
 
     init.__wrapped__ = raw  # type: ignore[attr-defined]
     return init
@@ -218,13 +233,23 @@ def numel(shape: tuple[int | None, ...]) -> int | None:
 
 
 @contextlib.contextmanager
-def in_sublayer(combinator: str, key: str) -> Iterator[None]:
-    """Add ``(in <combinator> layer '<key>')`` to any exception raised inside."""
+def in_sublayer(combinator: str, key: str, *, nest: bool = True) -> Iterator[None]:
+    """Add ``(in <combinator> layer '<key>')`` to any exception raised inside.
+
+    While :func:`jaxnet.summary` records, it also extends the current parameter path
+    by ``key`` (unless ``nest=False``: a residual's branch shares its path).
+    """
+    token = (
+        _PATH.set(_PATH.get() + (key,)) if nest and _RECORD.get() is not None else None
+    )
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - re-raised with context
         exc.add_note(f"(in {combinator} layer '{key}')")
         raise
+    finally:
+        if token is not None:
+            _PATH.reset(token)
 
 
 def require_params(desc: str, params: Any, expected: list[str]) -> None:
