@@ -82,10 +82,50 @@ __all__ = [
 
 # Layer families. Each block is owned by its module; keep additions inside it.
 # --- conv family (jaxnet/_conv.py) ---
+from ._conv import AvgPool as AvgPool  # noqa: E402
+from ._conv import Conv as Conv  # noqa: E402
+from ._conv import ConvTranspose as ConvTranspose  # noqa: E402
+from ._conv import GlobalAvgPool as GlobalAvgPool  # noqa: E402
+from ._conv import MaxPool as MaxPool  # noqa: E402
+from ._conv import SumPool as SumPool  # noqa: E402
+
+__all__ += [
+    "AvgPool",
+    "Conv",
+    "ConvTranspose",
+    "GlobalAvgPool",
+    "MaxPool",
+    "SumPool",
+]
 # --- end conv family ---
 # --- norm family (jaxnet/_norm.py) ---
+from ._norm import GroupNorm as GroupNorm  # noqa: E402
+from ._norm import LayerNorm as LayerNorm  # noqa: E402
+from ._norm import RMSNorm as RMSNorm  # noqa: E402
+
+__all__ += ["GroupNorm", "LayerNorm", "RMSNorm"]
 # --- end norm family ---
 # --- sequence family (jaxnet/_seq.py) ---
+from ._seq import Embedding as Embedding  # noqa: E402
+from ._seq import LearnedPositionalEmbedding as LearnedPositionalEmbedding  # noqa: E402
+from ._seq import MultiHeadAttention as MultiHeadAttention  # noqa: E402
+from ._seq import RotaryEmbedding as RotaryEmbedding  # noqa: E402
+from ._seq import SinusoidalPositionalEmbedding as SinusoidalPositionalEmbedding  # noqa: E402
+
+__all__ += [
+    "Embedding",
+    "LearnedPositionalEmbedding",
+    "SinusoidalPositionalEmbedding",
+    "RotaryEmbedding",
+    "MultiHeadAttention",
+]
 # --- end sequence family ---
 # --- recurrent family (jaxnet/_recurrent.py) ---
+from ._recurrent import RNN as RNN  # noqa: E402
+from ._recurrent import Bidirectional as Bidirectional  # noqa: E402
+from ._recurrent import Cell as Cell  # noqa: E402
+from ._recurrent import GRUCell as GRUCell  # noqa: E402
+from ._recurrent import LSTMCell as LSTMCell  # noqa: E402
+
+__all__ += ["Bidirectional", "Cell", "GRUCell", "LSTMCell", "RNN"]
 # --- end recurrent family ---

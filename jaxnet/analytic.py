@@ -81,10 +81,84 @@ __all__ = [
 
 # Layer families. Each block is owned by its module; keep additions inside it.
 # --- conv family ---
+from ._conv import avg_pool_divisor as avg_pool_divisor  # noqa: E402
+from ._conv import conv as conv  # noqa: E402
+from ._conv import conv_transpose as conv_transpose  # noqa: E402
+from ._conv import conv_transpose_padding as conv_transpose_padding  # noqa: E402
+from ._conv import conv_transpose_vjp as conv_transpose_vjp  # noqa: E402
+from ._conv import conv_vjp as conv_vjp  # noqa: E402
+from ._conv import global_avg_pool_vjp as global_avg_pool_vjp  # noqa: E402
+from ._conv import max_pool as max_pool  # noqa: E402
+from ._conv import max_pool_vjp as max_pool_vjp  # noqa: E402
+from ._conv import sum_pool as sum_pool  # noqa: E402
+from ._conv import sum_pool_vjp as sum_pool_vjp  # noqa: E402
+
+__all__ += [
+    "avg_pool_divisor",
+    "conv",
+    "conv_transpose",
+    "conv_transpose_padding",
+    "conv_transpose_vjp",
+    "conv_vjp",
+    "global_avg_pool_vjp",
+    "max_pool",
+    "max_pool_vjp",
+    "sum_pool",
+    "sum_pool_vjp",
+]
 # --- end conv family ---
 # --- norm family ---
+from ._norm import group_norm as group_norm  # noqa: E402
+from ._norm import group_norm_vjp as group_norm_vjp  # noqa: E402
+from ._norm import layer_norm as layer_norm  # noqa: E402
+from ._norm import layer_norm_vjp as layer_norm_vjp  # noqa: E402
+from ._norm import rms_norm as rms_norm  # noqa: E402
+from ._norm import rms_norm_vjp as rms_norm_vjp  # noqa: E402
+
+__all__ += [
+    "group_norm",
+    "group_norm_vjp",
+    "layer_norm",
+    "layer_norm_vjp",
+    "rms_norm",
+    "rms_norm_vjp",
+]
 # --- end norm family ---
 # --- sequence family ---
+from ._seq import attention_core as attention_core  # noqa: E402
+from ._seq import attention_core_vjp as attention_core_vjp  # noqa: E402
+from ._seq import attention_weights as attention_weights  # noqa: E402
+from ._seq import embedding_lookup as embedding_lookup  # noqa: E402
+from ._seq import embedding_vjp as embedding_vjp  # noqa: E402
+from ._seq import learned_positional_vjp as learned_positional_vjp  # noqa: E402
+from ._seq import multi_head_attention as multi_head_attention  # noqa: E402
+from ._seq import multi_head_attention_vjp as multi_head_attention_vjp  # noqa: E402
+from ._seq import rotary as rotary  # noqa: E402
+from ._seq import rotary_tables as rotary_tables  # noqa: E402
+from ._seq import rotary_vjp as rotary_vjp  # noqa: E402
+from ._seq import sinusoidal_table as sinusoidal_table  # noqa: E402
+
+__all__ += [
+    "attention_core",
+    "attention_core_vjp",
+    "attention_weights",
+    "embedding_lookup",
+    "embedding_vjp",
+    "learned_positional_vjp",
+    "multi_head_attention",
+    "multi_head_attention_vjp",
+    "rotary",
+    "rotary_tables",
+    "rotary_vjp",
+    "sinusoidal_table",
+]
 # --- end sequence family ---
 # --- recurrent family ---
+from ._recurrent import gru_cell as gru_cell  # noqa: E402
+from ._recurrent import gru_cell_vjp as gru_cell_vjp  # noqa: E402
+from ._recurrent import lstm_cell as lstm_cell  # noqa: E402
+from ._recurrent import lstm_cell_vjp as lstm_cell_vjp  # noqa: E402
+from ._recurrent import rnn_bptt as rnn_bptt  # noqa: E402
+
+__all__ += ["gru_cell", "gru_cell_vjp", "lstm_cell", "lstm_cell_vjp", "rnn_bptt"]
 # --- end recurrent family ---

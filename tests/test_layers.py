@@ -131,6 +131,7 @@ def test_declared_shape_matches_eval_shape(case, dtype):
     out_shape, params = _init_abstract(layer, jax.random.key(0), case.input_shape)
     opts = case.options_for(layer)
     x = _abstract(case, dtype)
+
     def primary(p, x):  # a stateful layer returns (y, new_state): compare y
         y = layer.apply(p, x, **opts)
         return y[0] if layer.stateful else y

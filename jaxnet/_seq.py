@@ -1,0 +1,799 @@
+"""Sequence layers: token embeddings, positional embeddings and multi-head attention.
+
+Each layer's hand-written backward (``*_vjp``) sits beside its forward, with the
+formula in its docstring; they are public through :mod:`jaxnet.analytic`.
+
+Integer inputs. :func:`Embedding` takes integer token ids, which have no gradient: its
+``backward`` returns ``dx = None``. A ``serial`` whose first layer is an ``Embedding``
+therefore returns ``(dparams, None)`` from its backward, and a layer placed before an
+``Embedding`` (which would have to produce integers) receives ``None`` as its output
+cotangent, i.e. nothing to propagate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._errors import DTypeError, ShapeError
+from ._layer import (
+    Layer,
+    compute_dtype,
+    fmt_shape,
+    require_float,
+    require_params,
+    require_rank,
+)
+from ._types import Array, Params, PRNGKey, ShapeTree
+
+# ------------------------------------------------------------------------- Embedding
+
+
+def _safe_ids(ids: Array, num: int) -> Array:
+    """Map negative ids past the end, so that they count as out of range (no wrap)."""
+    return jnp.where(ids < 0, jnp.asarray(num, ids.dtype), ids)
+
+
+def embedding_lookup(params: Params, ids: Array) -> Array:
+    """Embedding forward: ``y[..., :] = embedding[ids[...], :]``.
+
+    Out-of-range ids (``< 0`` or ``>= num_embeddings``) give rows of NaN
+    (``jnp.take(..., mode="fill", fill_value=nan)``; negative ids do not wrap).
+    """
+    table = params["embedding"]
+    ids = _safe_ids(ids, table.shape[0])
+    return jnp.take(table, ids, axis=0, mode="fill", fill_value=jnp.nan)
+
+
+def embedding_vjp(params: Params, ids: Array, g: Array) -> tuple[Params, None]:
+    """Embedding backward for ``y = embedding[ids]``: a scatter-add of ``g`` into rows.
+
+    ::
+
+        d embedding = zeros((num, features)).at[ids].add(g)   (repeated ids sum)
+        dx = None                                              (integer input)
+
+    Out-of-range ids contribute nothing (``mode="drop"``), matching the NaN-filled
+    forward.
+
+    Args:
+      params: ``{"embedding": (num, features)}``.
+      ids: integer ids, any shape ``(...)``.
+      g: cotangent of ``y``, shape ``(..., features)``.
+
+    Returns:
+      ``({"embedding": (num, features)}, None)``.
+    """
+    table = params["embedding"]
+    ids = _safe_ids(ids, table.shape[0])
+    d = jnp.zeros(table.shape, g.dtype).at[ids].add(g, mode="drop")
+    return {"embedding": d.astype(table.dtype)}, None
+
+
+def _concrete(x: Any) -> np.ndarray | None:
+    """``x`` as a NumPy array when it is concrete (eager), ``None`` under tracing."""
+    try:
+        return np.asarray(x)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def Embedding(
+    num_embeddings: int,
+    features: int,
+    *,
+    dtype: Any = jnp.float32,
+    init: Callable[..., Array] | None = None,
+) -> Layer:
+    """A lookup table of ``num_embeddings`` vectors of size ``features``.
+
+    ``y[..., :] = embedding[ids[...], :]``: integer ids of any shape ``(...)`` ->
+    ``(..., features)``.
+
+    Out-of-range ids (``< 0`` or ``>= num_embeddings``): in eager mode ``apply``
+    raises a :class:`ValueError` naming the layer, the valid range and the offending
+    min/max. Under ``jit`` the ids are not known, so no check is possible: the forward
+    uses ``jnp.take(..., mode="fill", fill_value=nan)`` (as Flax's ``Embed``), so an
+    out-of-range id gives a row of NaN (negative ids do not wrap around), and the
+    backward drops its gradient.
+
+    Gradient: ids are integers, so there is no gradient w.r.t. the input;
+    ``backward`` returns ``dx = None`` (see :func:`embedding_vjp`).
+
+    Args:
+      num_embeddings: vocabulary size.
+      features: size of each vector.
+      dtype: dtype of the table (and of the output); default float32.
+      init: initialiser ``(key, shape, dtype)``; default as Flax's ``Embed``,
+        ``variance_scaling(1.0, "fan_in", "normal", out_axis=0)``, i.e. normal with
+        std ``1 / sqrt(features)``.
+
+    Returns:
+      A :class:`~jaxnet.Layer` named ``"embedding"`` with params
+      ``{"embedding": (num_embeddings, features)}``.
+
+    Raises:
+      DTypeError: at ``apply`` for non-integer ids.
+      ValueError: at ``apply`` (eager) for ids out of range.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jaxnet
+      >>> layer = jaxnet.Embedding(10, 3)
+      >>> out_shape, params = layer.init(jax.random.key(0), (None, 5))
+      >>> out_shape, params["embedding"].shape
+      ((None, 5, 3), (10, 3))
+      >>> layer.apply(params, jnp.array([[1, 2]])).shape
+      (1, 2, 3)
+    """
+    for n, v in (("num_embeddings", num_embeddings), ("features", features)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(
+                f"Embedding(num_embeddings={num_embeddings!r}, features={features!r}):"
+                f" {n} must be an integer >= 1."
+            )
+    init_fn = (
+        init
+        if init is not None
+        else jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0)
+    )
+    desc = f"Embedding(num_embeddings={num_embeddings}, features={features})"
+
+    def _init(key: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
+        require_rank(desc, input_shape, 0, "ids")
+        params = {"embedding": init_fn(key, (num_embeddings, features), dtype)}
+        return tuple(input_shape) + (features,), params
+
+    def apply(params: Params, x: Any, **_: Any) -> Array:
+        require_params(desc, params, ["embedding"])
+        ids = jnp.asarray(x)
+        if not jnp.issubdtype(ids.dtype, jnp.integer):
+            raise DTypeError(
+                f"{desc}: expected integer token ids, got {ids.dtype} of shape "
+                f"{tuple(ids.shape)}. Cast them first, e.g. ids.astype(jnp.int32)."
+            )
+        num = params["embedding"].shape[0]
+        concrete = _concrete(x)
+        if concrete is not None and concrete.size:
+            lo, hi = int(concrete.min()), int(concrete.max())
+            if lo < 0 or hi >= num:
+                raise ValueError(
+                    f"{desc}: token ids must be in [0, {num}), got min {lo}, max {hi}. "
+                    f"Check the tokenizer's vocabulary size against num_embeddings."
+                )
+        return embedding_lookup(params, ids)
+
+    def backward(params: Params, x: Array, y: Array, g: Array, **_: Any):
+        return embedding_vjp(params, jnp.asarray(x), g)
+
+    return Layer("embedding", _init, apply, backward, desc)
+
+
+# ------------------------------------------------------------ positional embeddings
+
+
+def _require_seq_input(desc: str, shape: Any, what: str = "(batch, seq, d)") -> None:
+    require_rank(desc, shape, 2)
+    if shape[-1] is None or shape[-2] is None:
+        raise ShapeError(
+            f"{desc}: expected input of shape {what} with known seq and d, got "
+            f"{fmt_shape(shape)}. Only batch axes may be None."
+        )
+
+
+def learned_positional_vjp(params: Params, x: Array, g: Array) -> tuple[Params, Array]:
+    """Backward of ``y = x + embedding[:seq]`` (broadcast over leading axes).
+
+    ::
+
+        d embedding[:seq] = sum over leading axes of g,  d embedding[seq:] = 0
+        dx = g
+
+    Args:
+      params: ``{"embedding": (max_len, d)}``.
+      x: input ``(..., seq, d)``.
+      g: cotangent ``(..., seq, d)``.
+    """
+    table = params["embedding"]
+    seq = x.shape[-2]
+    gs = jnp.sum(g.reshape((-1,) + g.shape[-2:]), axis=0)
+    d = jnp.zeros(table.shape, gs.dtype).at[:seq].set(gs)
+    return {"embedding": d.astype(table.dtype)}, g
+
+
+def LearnedPositionalEmbedding(
+    max_len: int,
+    *,
+    dtype: Any = jnp.float32,
+    init: Callable[..., Array] | None = None,
+) -> Layer:
+    """Adds a learned position table: ``y[..., t, :] = x[..., t, :] + embedding[t]``.
+
+    ``(..., seq, d) -> (..., seq, d)`` for any ``seq <= max_len``; ``d`` is inferred at
+    ``init``. Backward: :func:`learned_positional_vjp`.
+
+    Args:
+      max_len: the longest sequence; the table is ``(max_len, d)``.
+      dtype: parameter dtype (default float32).
+      init: initialiser ``(key, shape, dtype)``; default ``normal(0.02)`` (BERT/GPT-2).
+
+    Returns:
+      A :class:`~jaxnet.Layer` named ``"pos_embedding"`` with params
+      ``{"embedding": (max_len, d)}``.
+
+    Raises:
+      ShapeError: when ``seq > max_len`` or ``d`` differs from the table's.
+
+    Examples:
+      >>> import jax, jaxnet
+      >>> layer = jaxnet.LearnedPositionalEmbedding(16)
+      >>> out_shape, params = layer.init(jax.random.key(0), (None, 8, 4))
+      >>> out_shape, params["embedding"].shape
+      ((None, 8, 4), (16, 4))
+    """
+    if not isinstance(max_len, int) or max_len < 1:
+        raise ValueError(
+            f"LearnedPositionalEmbedding(max_len={max_len!r}): max_len must be an "
+            "integer >= 1."
+        )
+    init_fn = init if init is not None else jax.nn.initializers.normal(0.02)
+    desc = f"LearnedPositionalEmbedding(max_len={max_len})"
+
+    def _check_len(seq: int) -> None:
+        if seq > max_len:
+            raise ShapeError(
+                f"{desc}: sequence length {seq} exceeds max_len={max_len}. Build the "
+                "layer with a larger max_len or truncate the input."
+            )
+
+    def _init(key: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
+        _require_seq_input(desc, input_shape, "(..., seq, d)")
+        _check_len(input_shape[-2])
+        return input_shape, {
+            "embedding": init_fn(key, (max_len, input_shape[-1]), dtype)
+        }
+
+    def apply(params: Params, x: Any, **_: Any) -> Array:
+        require_params(desc, params, ["embedding"])
+        x = require_float(desc, x)
+        d = params["embedding"].shape[1]
+        if x.ndim < 2 or x.shape[-1] != d:
+            raise ShapeError(
+                f"{desc}: expected input of shape (..., seq, {d}), got "
+                f"{tuple(x.shape)}. The layer was initialised for d={d}."
+            )
+        _check_len(x.shape[-2])
+        dt = compute_dtype(x.dtype, params["embedding"].dtype)
+        pe = params["embedding"][: x.shape[-2]].astype(dt)
+        return x.astype(dt) + pe.reshape((1,) * (x.ndim - 2) + pe.shape)
+
+    def backward(params: Params, x: Array, y: Array, g: Array, **_: Any):
+        return learned_positional_vjp(params, x, g)
+
+    return Layer("pos_embedding", _init, apply, backward, desc)
+
+
+def sinusoidal_table(seq: int, d: int, base: float = 10000.0) -> np.ndarray:
+    """The Vaswani et al. (2017) table, float64 NumPy of shape ``(seq, d)``.
+
+    ``PE[t, 2i] = sin(t / base^(2i/d))``, ``PE[t, 2i+1] = cos(t / base^(2i/d))``
+    (an odd ``d`` drops the last cosine column).
+    """
+    half = (d + 1) // 2
+    t = np.arange(seq, dtype=np.float64)[:, None]
+    freq = base ** (-2.0 * np.arange(half, dtype=np.float64) / d)
+    table = np.zeros((seq, 2 * half))
+    table[:, 0::2] = np.sin(t * freq)
+    table[:, 1::2] = np.cos(t * freq)
+    return table[:, :d]
+
+
+def SinusoidalPositionalEmbedding(base: float = 10000.0) -> Layer:
+    """Adds the fixed sinusoidal position table of Vaswani et al. (2017); no params.
+
+    ``y[..., t, :] = x[..., t, :] + PE[t]`` with ``PE[t, 2i] = sin(t / base^(2i/d))``
+    and ``PE[t, 2i+1] = cos(t / base^(2i/d))`` (:func:`sinusoidal_table`).
+    ``(..., seq, d) -> (..., seq, d)``. Backward: ``dx = g`` (the table is constant).
+
+    Args:
+      base: the wavelength base (10000 in the paper).
+
+    Returns:
+      A parameter-free :class:`~jaxnet.Layer` named ``"sinusoidal_pos"``.
+
+    Raises:
+      ShapeError: for inputs of rank < 2.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxnet
+      >>> y = jaxnet.SinusoidalPositionalEmbedding().apply({}, jnp.zeros((1, 2, 2)))
+      >>> y[0, 1].round(4)
+      Array([0.8415, 0.5403], dtype=float32)
+
+    References:
+      Vaswani et al., "Attention is all you need", 2017, section 3.5.
+    """
+    desc = f"SinusoidalPositionalEmbedding(base={base})"
+
+    def _init(key: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
+        _require_seq_input(desc, input_shape, "(..., seq, d)")
+        return input_shape, {}
+
+    def apply(params: Params, x: Any, **_: Any) -> Array:
+        require_params(desc, params, [])
+        x = require_float(desc, x)
+        require_rank(desc, tuple(x.shape), 2)
+        pe = jnp.asarray(sinusoidal_table(x.shape[-2], x.shape[-1], base), x.dtype)
+        return x + pe.reshape((1,) * (x.ndim - 2) + pe.shape)
+
+    def backward(params: Params, x: Array, y: Array, g: Array, **_: Any):
+        return {}, g
+
+    return Layer("sinusoidal_pos", _init, apply, backward, desc)
+
+
+def rotary_tables(seq: int, dim: int, base: float = 10000.0) -> tuple[np.ndarray, ...]:
+    """``(cos, sin)`` of shape ``(seq, dim)`` for RoPE, "rotate_half" layout.
+
+    ``theta_i = base^(-2i/dim)`` for ``i < dim/2``, angle ``t * theta_i``, repeated for
+    both halves: ``cos[t] = concat(cos(t theta), cos(t theta))`` (likewise sin).
+    """
+    theta = base ** (-2.0 * np.arange(dim // 2, dtype=np.float64) / dim)
+    ang = np.arange(seq, dtype=np.float64)[:, None] * theta
+    ang = np.concatenate([ang, ang], axis=-1)
+    return np.cos(ang), np.sin(ang)
+
+
+def _rotate_half(x: Array) -> Array:
+    h = x.shape[-1] // 2
+    return jnp.concatenate([-x[..., h:], x[..., :h]], axis=-1)
+
+
+def _rotate_half_t(g: Array) -> Array:
+    """Transpose of :func:`_rotate_half`: ``concat(g2, -g1)``."""
+    h = g.shape[-1] // 2
+    return jnp.concatenate([g[..., h:], -g[..., :h]], axis=-1)
+
+
+def _rope_cs(x: Array, base: float) -> tuple[Array, Array]:
+    seq, dim = x.shape[1], x.shape[-1]
+    cos, sin = rotary_tables(seq, dim, base)
+    shape = (1, seq) + (1,) * (x.ndim - 3) + (dim,)
+    return (
+        jnp.asarray(cos, x.dtype).reshape(shape),
+        jnp.asarray(sin, x.dtype).reshape(shape),
+    )
+
+
+def rotary(x: Array, base: float = 10000.0) -> Array:
+    """RoPE forward: ``y = x * cos + rotate_half(x) * sin`` (positions on axis 1)."""
+    cos, sin = _rope_cs(x, base)
+    return x * cos + _rotate_half(x) * sin
+
+
+def rotary_vjp(x: Array, g: Array, base: float = 10000.0) -> Array:
+    """RoPE backward: the transposed rotation, ``dx = g cos + rotate_half^T(g) sin``.
+
+    With halves ``x = (x1, x2)``: ``y1 = x1 c - x2 s``, ``y2 = x2 c + x1 s``, so
+    ``dx1 = g1 c + g2 s`` and ``dx2 = g2 c - g1 s``, i.e.
+    ``rotate_half^T(g) = concat(g2, -g1)``.
+    """
+    cos, sin = _rope_cs(x, base)
+    return g * cos + _rotate_half_t(g) * sin
+
+
+def RotaryEmbedding(base: float = 10000.0) -> Layer:
+    """Rotary position embedding (RoPE), GPT-NeoX/LLaMA "rotate_half" convention.
+
+    Feature ``j`` of the first half is rotated together with feature ``j + dim/2``
+    (halves, not interleaved pairs): with ``x = (x1, x2)``, position ``t`` and
+    ``theta_j = base^(-2j/dim)``::
+
+        y1 = x1 cos(t theta) - x2 sin(t theta)
+        y2 = x2 cos(t theta) + x1 sin(t theta)
+
+    i.e. ``y = x * cos + rotate_half(x) * sin``, ``rotate_half(x) = concat(-x2, x1)``.
+    Inputs ``(batch, seq, heads, head_dim)`` (rotate each head; the usual place, on
+    queries and keys) or ``(batch, seq, d)``; positions are ``0..seq-1`` on axis 1 and
+    the last axis (even) is rotated. No params. Backward: :func:`rotary_vjp`.
+
+    Args:
+      base: the frequency base (10000 in RoFormer and LLaMA).
+
+    Returns:
+      A parameter-free :class:`~jaxnet.Layer` named ``"rotary"``.
+
+    Raises:
+      ShapeError: for a rank other than 3 or 4, or an odd last axis.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxnet
+      >>> x = jnp.ones((1, 2, 2))
+      >>> y = jaxnet.RotaryEmbedding().apply({}, x)   # position 1: rotated by 1 rad
+      >>> [round(float(v), 4) for v in y[0, 1]]   # (cos 1 - sin 1, cos 1 + sin 1)
+      [-0.3012, 1.3818]
+
+    References:
+      Su et al., "RoFormer: Enhanced Transformer with Rotary Position Embedding", 2021.
+    """
+    desc = f"RotaryEmbedding(base={base})"
+
+    def _check(shape: tuple) -> None:
+        if len(shape) not in (3, 4) or shape[-1] is None or shape[-1] % 2:
+            raise ShapeError(
+                f"{desc}: expected input of shape (batch, seq, heads, head_dim) or "
+                f"(batch, seq, d) with an even last axis, got {fmt_shape(shape)}."
+            )
+
+    def _init(key: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
+        require_rank(desc, input_shape, 3)
+        _check(input_shape)
+        return input_shape, {}
+
+    def apply(params: Params, x: Any, **_: Any) -> Array:
+        require_params(desc, params, [])
+        x = require_float(desc, x)
+        _check(tuple(x.shape))
+        return rotary(x, base)
+
+    def backward(params: Params, x: Array, y: Array, g: Array, **_: Any):
+        return {}, rotary_vjp(x, g, base)
+
+    return Layer("rotary", _init, apply, backward, desc)
+
+
+# ---------------------------------------------------------------------- attention
+
+
+def _large_negative(dtype: Any) -> float:
+    # As jax.nn.dot_product_attention: finite, so a fully masked row stays finite.
+    return -0.7 * float(jnp.finfo(dtype).max)
+
+
+def attention_weights(q: Array, k: Array, mask: Array | None) -> Array:
+    """``P = softmax(where(mask, q k^T / sqrt(head_dim), -big))`` per head.
+
+    Args:
+      q: ``(batch, q_len, heads, head_dim)``; k: ``(batch, kv_len, heads, head_dim)``.
+      mask: boolean ``(batch, heads, q_len, kv_len)`` (True = attend) or ``None``.
+
+    Returns:
+      ``P`` of shape ``(batch, heads, q_len, kv_len)``.
+    """
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    s = jnp.einsum("btnh,bsnh->bnts", q, k) * jnp.asarray(scale, q.dtype)
+    if mask is not None:
+        s = jnp.where(mask, s, jnp.asarray(_large_negative(s.dtype), s.dtype))
+    return jax.nn.softmax(s, axis=-1)
+
+
+def attention_core(q: Array, k: Array, v: Array, mask: Array | None) -> Array:
+    """``O = softmax(q k^T / sqrt(head_dim), masked) v``, shapes ``(b, len, heads, hd)``.
+
+    Uses :func:`jax.nn.dot_product_attention` for real dtypes up to float32; it
+    computes the softmax in float32 even for float64 inputs, so float64 (and complex)
+    take the same formula written out here, to keep float64 accurate to float64.
+    """
+    dt = jnp.dtype(q.dtype)
+    if jnp.issubdtype(dt, jnp.floating) and jnp.finfo(dt).bits <= 32:
+        # jax's implementation promotes internally; allow it under strict promotion.
+        with jax.numpy_dtype_promotion("standard"):
+            return jax.nn.dot_product_attention(q, k, v, mask=mask)
+    p = attention_weights(q, k, mask)
+    return jnp.einsum("bnts,bsnh->btnh", p, v)
+
+
+def attention_core_vjp(
+    q: Array, k: Array, v: Array, mask: Array | None, g: Array
+) -> tuple[Array, Array, Array]:
+    """Backward of :func:`attention_core` (per batch and head, ``c = 1/sqrt(hd)``).
+
+    ::
+
+        S = c Q K^T (masked),  P = softmax(S),  O = P V
+        dV = P^T dO
+        dP = dO V^T
+        dS = P * (dP - sum(dP * P, -1))       (zero where masked)
+        dQ = c dS K
+        dK = c dS^T Q
+
+    Returns:
+      ``(dq, dk, dv)`` shaped like ``q, k, v``.
+    """
+    c = jnp.asarray(1.0 / math.sqrt(q.shape[-1]), q.dtype)
+    p = attention_weights(q, k, mask)
+    dv = jnp.einsum("bnts,btnh->bsnh", p, g)
+    dp = jnp.einsum("btnh,bsnh->bnts", g, v)
+    ds = p * (dp - jnp.sum(dp * p, axis=-1, keepdims=True))
+    if mask is not None:
+        ds = jnp.where(mask, ds, jnp.zeros_like(ds))
+    dq = jnp.einsum("bnts,bsnh->btnh", ds, k) * c
+    dk = jnp.einsum("bnts,btnh->bsnh", ds, q) * c
+    return dq, dk, dv
+
+
+def _proj(p: Params, x: Array, dt: Any) -> Array:
+    y = jnp.dot(x.astype(dt), p["w"].astype(dt))
+    if "b" in p:
+        b = p["b"].astype(dt)
+        y = y + b.reshape((1,) * (y.ndim - 1) + b.shape)
+    return y
+
+
+def _proj_vjp(p: Params, x: Array, g: Array) -> tuple[Params, Array]:
+    x2 = x.reshape(-1, x.shape[-1])
+    g2 = g.reshape(-1, g.shape[-1])
+    grads = {"w": jnp.dot(x2.T.astype(g.dtype), g2).astype(p["w"].dtype)}
+    if "b" in p:
+        grads["b"] = jnp.sum(g2, axis=0).astype(p["b"].dtype)
+    return grads, jnp.dot(g, p["w"].T.astype(g.dtype))
+
+
+def _heads(y: Array, heads: int) -> Array:
+    return y.reshape(y.shape[:-1] + (heads, y.shape[-1] // heads))
+
+
+def _merge(y: Array) -> Array:
+    return y.reshape(y.shape[:-2] + (y.shape[-2] * y.shape[-1],))
+
+
+def multi_head_attention(
+    params: Params, xq: Array, xkv: Array, heads: int, mask: Array | None
+) -> Array:
+    """MHA forward: ``out(attention(query(xq), key(xkv), value(xkv)))``.
+
+    Each projection is ``x @ w + b`` with ``w: (in, heads * head_dim)``, split into
+    ``(heads, head_dim)`` head-major; ``mask`` is ``(batch, heads, q_len, kv_len)``.
+    """
+    dt = compute_dtype(xq.dtype, xkv.dtype, *(a.dtype for a in jax.tree.leaves(params)))
+    q = _heads(_proj(params["query"], xq, dt), heads)
+    k = _heads(_proj(params["key"], xkv, dt), heads)
+    v = _heads(_proj(params["value"], xkv, dt), heads)
+    o = attention_core(q, k, v, mask)
+    return _proj(params["out"], _merge(o), dt)
+
+
+def multi_head_attention_vjp(
+    params: Params, xq: Array, xkv: Array, heads: int, mask: Array | None, g: Array
+) -> tuple[Params, Array, Array]:
+    """Backward of :func:`multi_head_attention`.
+
+    Recompute ``q, k, v, O``; then ``d out = dense_vjp(O, g)`` gives ``dO``;
+    :func:`attention_core_vjp` gives ``dq, dk, dv``; and each input projection's
+    ``dense_vjp`` gives ``dw = x^T dq``, ``db = sum dq``, ``dx = dq w^T``. The input
+    gradients are ``dxq = dq wq^T`` and ``dxkv = dk wk^T + dv wv^T`` (summed again
+    by the caller for self-attention, where ``xq = xkv = x``).
+
+    Returns:
+      ``(dparams, dxq, dxkv)``.
+    """
+    dt = compute_dtype(xq.dtype, xkv.dtype, *(a.dtype for a in jax.tree.leaves(params)))
+    xq, xkv, g = xq.astype(dt), xkv.astype(dt), g.astype(dt)
+    q = _heads(_proj(params["query"], xq, dt), heads)
+    k = _heads(_proj(params["key"], xkv, dt), heads)
+    v = _heads(_proj(params["value"], xkv, dt), heads)
+    o = jnp.einsum("bnts,bsnh->btnh", attention_weights(q, k, mask), v)
+    d_out, d_o = _proj_vjp(params["out"], _merge(o), g)
+    dq, dk, dv = attention_core_vjp(q, k, v, mask, _heads(d_o, heads))
+    d_query, dxq = _proj_vjp(params["query"], xq, _merge(dq))
+    d_key, dxk = _proj_vjp(params["key"], xkv, _merge(dk))
+    d_value, dxv = _proj_vjp(params["value"], xkv, _merge(dv))
+    grads = {"query": d_query, "key": d_key, "value": d_value, "out": d_out}
+    return grads, dxq, dxk + dxv
+
+
+def MultiHeadAttention(
+    num_heads: int,
+    *,
+    qkv_features: int | None = None,
+    out_features: int | None = None,
+    causal: bool = False,
+    use_bias: bool = True,
+    dtype: Any = jnp.float32,
+    w_init: Callable[..., Array] | None = None,
+    b_init: Callable[..., Array] | None = None,
+) -> Layer:
+    """Multi-head dot-product attention (self- or cross-attention).
+
+    ::
+
+        q = x_q W_q + b_q,  k = x_kv W_k + b_k,  v = x_kv W_v + b_v   (split into heads)
+        O_h = softmax(q_h k_h^T / sqrt(head_dim), masked) v_h
+        y = concat_h(O_h) W_out + b_out
+
+    Input ``x: (batch, seq, d)`` (self-attention, ``x_q = x_kv = x``) or a tuple
+    ``(x_q, x_kv)`` of ``(batch, q_len, d_q)`` and ``(batch, kv_len, d_kv)``
+    (cross-attention). Output ``(batch, q_len, out_features)``.
+
+    Masking: ``apply(..., mask=m)`` with a boolean ``m`` broadcastable to
+    ``(batch, heads, q_len, kv_len)``, True = attend (e.g. a padding mask
+    ``(batch, 1, 1, kv_len)``); ``causal=True`` also masks keys after the query
+    position (``k > q``). Masked positions get zero probability and zero gradient.
+    A row with every key masked gets uniform weights (as ``jax.nn`` and Flax).
+
+    Params (plain 2-D kernels; heads are head-major blocks of the columns)::
+
+        {"query": {"w": (d_q, qkv), "b": (qkv,)}, "key": {"w": (d_kv, qkv), ...},
+         "value": {"w": (d_kv, qkv), ...}, "out": {"w": (qkv, out), "b": (out,)}}
+
+    Flax's ``MultiHeadDotProductAttention`` kernels are the same numbers reshaped:
+    ``query.kernel (d, heads, head_dim) -> (d, qkv)`` and
+    ``out.kernel (heads, head_dim, out) -> (qkv, out)``.
+
+    The forward uses :func:`jax.nn.dot_product_attention` up to float32 (float64 takes
+    the same formula written out; see :func:`attention_core`). Backward:
+    :func:`multi_head_attention_vjp`; for self-attention ``dx = dxq + dxkv``, for
+    cross-attention ``dx = (dxq, dxkv)``.
+
+    Args:
+      num_heads: number of heads; must divide ``qkv_features``.
+      qkv_features: total size of q, k, v over heads (default ``d_q``).
+      out_features: output size (default ``d_q``).
+      causal: mask future keys (self-attention with ``q_len == kv_len``).
+      use_bias: whether the four projections have biases.
+      dtype: parameter dtype (default float32).
+      w_init: kernel initialiser, default ``lecun_normal()`` (as Flax).
+      b_init: bias initialiser, default ``zeros``.
+
+    Returns:
+      A :class:`~jaxnet.Layer` named ``"attention"``.
+
+    Raises:
+      ShapeError: for inputs that are not rank 3, a feature size that does not match,
+        batch sizes that differ, or a mask not broadcastable to
+        ``(batch, heads, q_len, kv_len)``.
+      DTypeError: for a non-boolean mask or integer inputs.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jaxnet
+      >>> mha = jaxnet.MultiHeadAttention(2, causal=True)
+      >>> out_shape, params = mha.init(jax.random.key(0), (None, 5, 8))
+      >>> out_shape, params["query"]["w"].shape
+      ((None, 5, 8), (8, 8))
+      >>> mha.apply(params, jnp.ones((1, 5, 8))).shape
+      (1, 5, 8)
+
+    References:
+      Vaswani et al., "Attention is all you need", 2017.
+    """
+    if not isinstance(num_heads, int) or num_heads < 1:
+        raise ValueError(
+            f"MultiHeadAttention(num_heads={num_heads!r}): num_heads must be an "
+            "integer >= 1."
+        )
+    w_init = w_init if w_init is not None else jax.nn.initializers.lecun_normal()
+    b_init = b_init if b_init is not None else jax.nn.initializers.zeros
+    desc = f"MultiHeadAttention(num_heads={num_heads}"
+    if qkv_features is not None:
+        desc += f", qkv_features={qkv_features}"
+    if out_features is not None:
+        desc += f", out_features={out_features}"
+    desc += f", causal={causal})"
+    proj_names = ["w", "b"] if use_bias else ["w"]
+
+    def _split_shapes(shape: Any) -> tuple[Any, Any, bool]:
+        if isinstance(shape, (tuple, list)) and shape and isinstance(shape[0], tuple):
+            if len(shape) != 2:
+                raise ShapeError(
+                    f"{desc}: expected x or a tuple (x_q, x_kv), got a tuple of "
+                    f"{len(shape)} inputs."
+                )
+            return shape[0], shape[1], True
+        return shape, shape, False
+
+    def _check_shapes(sq: Any, skv: Any) -> None:
+        for what, s in (("query input", sq), ("key/value input", skv)):
+            if not (isinstance(s, tuple) and len(s) == 3):
+                raise ShapeError(
+                    f"{desc}: expected {what} of shape (batch, seq, features), got "
+                    f"{fmt_shape(s) if isinstance(s, tuple) else s!r}."
+                )
+            if s[-1] is None or s[1] is None:
+                raise ShapeError(
+                    f"{desc}: the seq and feature axes of the {what} must be known, "
+                    f"got {fmt_shape(s)}."
+                )
+        if sq[0] is not None and skv[0] is not None and sq[0] != skv[0]:
+            raise ShapeError(
+                f"{desc}: query and key/value batch sizes differ: {fmt_shape(sq)} vs "
+                f"{fmt_shape(skv)}."
+            )
+
+    def _init(key: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
+        sq, skv, _ = _split_shapes(input_shape)
+        _check_shapes(sq, skv)
+        qkv = qkv_features if qkv_features is not None else sq[-1]
+        out = out_features if out_features is not None else sq[-1]
+        if qkv % num_heads:
+            raise ShapeError(
+                f"{desc}: qkv_features={qkv} is not divisible by num_heads="
+                f"{num_heads}. Pick qkv_features as a multiple of num_heads."
+            )
+        keys = jax.random.split(key, 8)
+        params: Params = {}
+        for i, (name, din, dout) in enumerate(
+            [
+                ("query", sq[-1], qkv),
+                ("key", skv[-1], qkv),
+                ("value", skv[-1], qkv),
+                ("out", qkv, out),
+            ]
+        ):
+            p = {"w": w_init(keys[2 * i], (din, dout), dtype)}
+            if use_bias:
+                p["b"] = b_init(keys[2 * i + 1], (dout,), dtype)
+            params[name] = p
+        return (sq[0], sq[1], out), params
+
+    def _inputs(params: Params, x: Any) -> tuple[Array, Array, bool]:
+        for name in ("query", "key", "value", "out"):
+            if name in params:
+                require_params(f"{desc} ({name})", params[name], proj_names)
+        require_params(desc, params, ["query", "key", "value", "out"])
+        cross = isinstance(x, (tuple, list))
+        if cross:
+            if len(x) != 2:
+                raise ShapeError(
+                    f"{desc}: expected x or a tuple (x_q, x_kv), got a tuple of "
+                    f"{len(x)} inputs."
+                )
+            xq = require_float(desc, x[0], "query input")
+            xkv = require_float(desc, x[1], "key/value input")
+        else:
+            xq = xkv = require_float(desc, x)
+        _check_shapes(tuple(xq.shape), tuple(xkv.shape))
+        for what, arr, name in (("query", xq, "query"), ("key/value", xkv, "key")):
+            d = params[name]["w"].shape[0]
+            if arr.shape[-1] != d:
+                raise ShapeError(
+                    f"{desc}: expected {what} input of shape (batch, seq, {d}), got "
+                    f"{tuple(arr.shape)}. The layer was initialised for {d} features."
+                )
+        return xq, xkv, cross
+
+    def _mask(xq: Array, xkv: Array, mask: Any) -> Array | None:
+        target = (xq.shape[0], num_heads, xq.shape[1], xkv.shape[1])
+        m = None
+        if mask is not None:
+            m = jnp.asarray(mask)
+            if m.dtype != jnp.bool_:
+                raise DTypeError(
+                    f"{desc}: expected a boolean mask (True = attend), got {m.dtype}. "
+                    "Use e.g. mask=(ids != pad_id)[:, None, None, :]."
+                )
+            ok = m.ndim <= 4 and all(
+                a in (1, b) for a, b in zip(m.shape[::-1], target[::-1])
+            )
+            if not ok:
+                raise ShapeError(
+                    f"{desc}: mask of shape {tuple(m.shape)} is not broadcastable to "
+                    f"(batch, heads, q_len, kv_len) = {target}. A padding mask is "
+                    "(batch, 1, 1, kv_len)."
+                )
+            m = jnp.broadcast_to(m.reshape((1,) * (4 - m.ndim) + m.shape), target)
+        if causal:
+            tri = jnp.asarray(np.tril(np.ones(target[2:], bool)))
+            tri = jnp.broadcast_to(tri.reshape((1, 1) + tri.shape), target)
+            m = tri if m is None else jnp.logical_and(m, tri)
+        return m
+
+    def apply(params: Params, x: Any, *, mask: Any = None, **_: Any) -> Array:
+        xq, xkv, _ = _inputs(params, x)
+        m = _mask(xq, xkv, mask)
+        return multi_head_attention(params, xq, xkv, num_heads, m)
+
+    def backward(
+        params: Params, x: Any, y: Array, g: Array, *, mask: Any = None, **_: Any
+    ):
+        xq, xkv, cross = _inputs(params, x)
+        m = _mask(xq, xkv, mask)
+        grads, dxq, dxkv = multi_head_attention_vjp(params, xq, xkv, num_heads, m, g)
+        if cross:
+            return grads, (dxq.astype(xq.dtype), dxkv.astype(xkv.dtype))
+        return grads, (dxq + dxkv).astype(xq.dtype)
+
+    return Layer("attention", _init, apply, backward, desc)

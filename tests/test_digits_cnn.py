@@ -1,0 +1,26 @@
+"""The digits CNN example reaches its 97% target (skipped without scikit-learn)."""
+
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("sklearn")
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "examples" / "digits_cnn.py"
+
+
+def test_digits_cnn_reaches_97_percent():
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "conv_0" in out and "total:" in out  # the summary table
+    epochs = re.findall(r"^epoch +(\d+) +loss ([\d.]+) .* test acc ([\d.]+)", out, re.M)
+    assert len(epochs) == 15
+    assert float(epochs[-1][1]) < float(epochs[0][1])  # the loss fell
+    final = float(re.search(r"test accuracy ([\d.]+) on 360", out).group(1))
+    assert final >= 0.97

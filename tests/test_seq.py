@@ -1,0 +1,349 @@
+"""The sequence family: Embedding, positional embeddings, multi-head attention.
+
+The registry cases (tests/test_layers.py, tests/test_analytic.py) already run the
+battery and the analytic-vs-jax.grad check. Here: equivalence with Flax linen (same
+weights copied in) and NumPy references, what the registry cannot express (integer
+inputs and their dx, out-of-range ids, masks), and the error messages.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxnet
+from jaxnet import analytic
+from jaxnet.testing import check_grads, tolerance
+
+F32 = tolerance(jnp.float32, "analytic")
+F64 = tolerance(jnp.float64, "analytic")
+
+
+def _rendered(exc: BaseException) -> str:
+    return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
+
+
+def _close(a, b, tol) -> float:
+    np.testing.assert_allclose(
+        np.asarray(a), np.asarray(b), rtol=tol.rtol, atol=tol.atol
+    )
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+# ------------------------------------------------------------------------ Embedding
+
+
+def test_embedding_matches_flax_embed():
+    ids = jax.random.randint(jax.random.key(1), (2, 3), 0, 7)
+    flax_embed = nn.Embed(7, 4)
+    variables = flax_embed.init(jax.random.key(0), ids)
+    layer = jaxnet.Embedding(7, 4)
+    params = {"embedding": variables["params"]["embedding"]}
+    with jax.numpy_dtype_promotion("standard"):
+        expected = flax_embed.apply(variables, ids)
+    diff = _close(layer.apply(params, ids), expected, F32)
+    assert diff == 0.0  # a gather: bit-identical
+    # Same default initialiser as Flax: variance_scaling(1, fan_in, out_axis=0),
+    # which for a (num, features) table gives std 1/sqrt(features).
+    _, ours = jaxnet.Embedding(1000, 8).init(jax.random.key(0), (1,))
+    assert abs(float(jnp.std(ours["embedding"])) * np.sqrt(8) - 1) < 0.1
+
+
+def test_embedding_backward_scatter_adds_repeats_and_dx_is_none():
+    layer = jaxnet.Embedding(4, 2, dtype=jnp.float64)
+    _, params = layer.init(jax.random.key(0), (None, 3))
+    ids = jnp.array([[1, 1, 3], [1, 0, 3]])
+    g = jnp.arange(12.0, dtype=jnp.float64).reshape(2, 3, 2)
+    y = layer.apply(params, ids)
+    dp, dx = layer.backward(params, ids, y, g)
+    assert dx is None
+    expected = np.zeros((4, 2))
+    for i, t in np.ndenumerate(np.asarray(ids)):
+        expected[t] += np.asarray(g)[i]
+    np.testing.assert_array_equal(dp["embedding"], expected)
+    # A small causal transformer block through serial: hand-written backprop equals
+    # jax.grad for every param, and the model's dx is None (ids have no gradient).
+    model = jaxnet.serial(
+        layer,
+        jaxnet.SinusoidalPositionalEmbedding(),
+        jaxnet.MultiHeadAttention(2, causal=True, dtype=jnp.float64),
+        jaxnet.Dense(3, dtype=jnp.float64),
+    )
+    _, mp = model.init(jax.random.key(0), (None, 3))
+    gy = jax.random.normal(jax.random.key(3), (2, 3, 3), jnp.float64)
+    grads, dx = analytic.vjp(model, mp, ids, gy)
+    assert dx is None
+    auto = jax.grad(lambda p: jnp.sum(gy * model.apply(p, ids)))(mp)
+    assert jax.tree.structure(grads) == jax.tree.structure(auto)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(auto)):
+        _close(a, b, F64)
+
+
+def test_embedding_out_of_range_eager_error_and_jit_nan():
+    layer = jaxnet.Embedding(5, 2)
+    _, params = layer.init(jax.random.key(0), (None, 3))
+    for bad, lo, hi in ([[0, 5, 2]], 0, 5), ([[-1, 2, 4]], -1, 4):
+        with pytest.raises(ValueError) as info:
+            layer.apply(params, jnp.array(bad))
+        assert _rendered(info.value) == (
+            "Embedding(num_embeddings=5, features=2): token ids must be in [0, 5), "
+            f"got min {lo}, max {hi}. Check the tokenizer's vocabulary size against "
+            "num_embeddings."
+        )
+    # Under jit nothing can be checked: out-of-range rows (negative too) are NaN and
+    # their gradient is dropped.
+    ids = jnp.array([[0, 5, -1]])
+    y = jax.jit(layer.apply)(params, ids)
+    assert np.all(np.isfinite(y[0, 0])) and np.all(np.isnan(y[0, 1:]))
+    dp, _ = layer.backward(params, ids, y, jnp.ones((1, 3, 2)))
+    np.testing.assert_array_equal(dp["embedding"][0], [1.0, 1.0])
+    assert float(jnp.sum(dp["embedding"][1:])) == 0.0
+
+
+def test_embedding_rejects_float_ids():
+    layer = jaxnet.Embedding(5, 2)
+    _, params = layer.init(jax.random.key(0), (None, 3))
+    with pytest.raises(jaxnet.DTypeError) as info:
+        layer.apply(params, jnp.zeros((2, 3)))
+    assert _rendered(info.value) == (
+        "Embedding(num_embeddings=5, features=2): expected integer token ids, got "
+        "float64 of shape (2, 3). Cast them first, e.g. ids.astype(jnp.int32)."
+    )
+
+
+# ------------------------------------------------------------ positional embeddings
+
+
+def test_sinusoidal_table_matches_paper_formula():
+    seq, d = 6, 8
+    table = jaxnet.analytic.sinusoidal_table(seq, d)
+    for t in range(seq):
+        for i in range(d // 2):
+            angle = t / 10000 ** (2 * i / d)
+            assert table[t, 2 * i] == pytest.approx(np.sin(angle), abs=1e-15)
+            assert table[t, 2 * i + 1] == pytest.approx(np.cos(angle), abs=1e-15)
+    x = jnp.ones((2, seq, d), jnp.float64)
+    y = jaxnet.SinusoidalPositionalEmbedding().apply({}, x)
+    _close(y, x + table[None], F64)
+
+
+def _rope_reference(x: np.ndarray, base: float = 10000.0) -> np.ndarray:
+    """GPT-NeoX/LLaMA rotate_half, written per pair (j, j + dim/2) with a loop."""
+    out = np.array(x, np.float64)
+    dim = x.shape[-1]
+    for t in range(x.shape[1]):
+        for j in range(dim // 2):
+            a = t * base ** (-2 * j / dim)
+            x1, x2 = x[:, t, ..., j], x[:, t, ..., j + dim // 2]
+            out[:, t, ..., j] = x1 * np.cos(a) - x2 * np.sin(a)
+            out[:, t, ..., j + dim // 2] = x2 * np.cos(a) + x1 * np.sin(a)
+    return out
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 2, 4), (2, 3, 6)], ids=["heads", "flat"])
+def test_rotary_matches_rotate_half_reference(shape):
+    x = jax.random.normal(jax.random.key(0), shape, jnp.float64)
+    y = jaxnet.RotaryEmbedding().apply({}, x)
+    _close(y, _rope_reference(np.asarray(x)), F64)
+    # A rotation preserves each pair's norm, hence the norm of each position's vector.
+    _close(jnp.linalg.norm(y, axis=-1), jnp.linalg.norm(x, axis=-1), F64)
+
+
+def test_rotary_flat_input_gradient():
+    # The registry case is 4-D; the 3-D layout through the analytic formula here.
+    x = jax.random.normal(jax.random.key(0), (2, 3, 4), jnp.float64)
+    g = jax.random.normal(jax.random.key(1), (2, 3, 4), jnp.float64)
+    check_grads(
+        lambda x: jnp.sum(g * analytic.rotary(x)),
+        x,
+        analytic=lambda x: analytic.rotary_vjp(x, g),
+        method="complex",
+    ).assert_ok()
+
+
+@pytest.mark.parametrize(
+    "make, shape, fragments",
+    [
+        (
+            lambda: jaxnet.LearnedPositionalEmbedding(4),
+            (None, 5, 3),
+            ["LearnedPositionalEmbedding(max_len=4)", "sequence length 5 exceeds"],
+        ),
+        (
+            lambda: jaxnet.RotaryEmbedding(),
+            (None, 3, 5),
+            ["RotaryEmbedding(base=10000.0)", "even last axis", "(None, 3, 5)"],
+        ),
+        (
+            lambda: jaxnet.MultiHeadAttention(3),
+            (None, 3, 4),
+            ["MultiHeadAttention(num_heads=3, causal=False)", "qkv_features=4"],
+        ),
+    ],
+    ids=["pos-too-long", "rotary-odd", "mha-heads"],
+)
+def test_init_errors(make, shape, fragments):
+    with pytest.raises(jaxnet.ShapeError) as info:
+        make().init(jax.random.key(0), shape)
+    message = _rendered(info.value)
+    for f in fragments:
+        assert f in message, f"{f!r} not in {message!r}"
+
+
+def test_learned_positional_apply_errors():
+    layer = jaxnet.LearnedPositionalEmbedding(4)
+    _, params = layer.init(jax.random.key(0), (None, 3, 2))
+    with pytest.raises(jaxnet.ShapeError, match=r"sequence length 6 exceeds max_len=4"):
+        layer.apply(params, jnp.zeros((1, 6, 2)))
+    with pytest.raises(jaxnet.ShapeError) as info:
+        layer.apply(params, jnp.zeros((1, 3, 5)))
+    assert "expected input of shape (..., seq, 2), got (1, 3, 5)" in str(info.value)
+
+
+# ------------------------------------------------------------------------ attention
+
+
+def _flax_to_ours(fp: dict) -> dict:
+    """Flax DenseGeneral kernels (d, heads, hd) / (heads, hd, out) to 2-D ``w``."""
+    out = {}
+    for name in ("query", "key", "value"):
+        k = fp[name]["kernel"]
+        out[name] = {
+            "w": k.reshape(k.shape[0], -1),
+            "b": fp[name]["bias"].reshape(-1),
+        }
+    k = fp["out"]["kernel"]
+    out["out"] = {"w": k.reshape(-1, k.shape[-1]), "b": fp["out"]["bias"]}
+    return out
+
+
+PAD = np.array([[1, 1, 1, 0], [1, 1, 0, 0]], bool)  # batch 2, kv_len 4
+
+MHA_FLAX = [
+    ("self", dict(), False, None),
+    ("causal", dict(causal=True), False, None),
+    ("padding", dict(), False, "pad"),
+    ("causal+padding", dict(causal=True), False, "pad"),
+    ("cross", dict(qkv_features=6, out_features=5), True, None),
+    ("cross+padding", dict(qkv_features=6, out_features=5), True, "pad"),
+]
+
+
+@pytest.mark.parametrize(
+    "kw, cross, mask", [m[1:] for m in MHA_FLAX], ids=[m[0] for m in MHA_FLAX]
+)
+def test_attention_matches_flax(kw, cross, mask):
+    kq, kkv, ki = jax.random.split(jax.random.key(0), 3)
+    xq = jax.random.normal(kq, (2, 4 if not cross else 3, 8), jnp.float32)
+    xkv = jax.random.normal(kkv, (2, 4, 6), jnp.float32) if cross else xq
+    causal = kw.get("causal", False)
+    module = nn.MultiHeadDotProductAttention(
+        num_heads=2,
+        qkv_features=kw.get("qkv_features"),
+        out_features=kw.get("out_features"),
+    )
+    fmask = None
+    with jax.numpy_dtype_promotion("standard"):
+        if causal:
+            fmask = nn.make_causal_mask(jnp.ones((2, 4)))
+        if mask == "pad":
+            pad = jnp.asarray(PAD)[:, None, None, :]
+            fmask = pad if fmask is None else nn.combine_masks(fmask, pad)
+        variables = module.init(ki, xq, xkv)
+        expected = module.apply(variables, xq, xkv, mask=fmask)
+    layer = jaxnet.MultiHeadAttention(2, **kw)
+    params = _flax_to_ours(variables["params"])
+    _, ours = layer.init(ki, ((None,) + xq.shape[1:], (None,) + xkv.shape[1:]))
+    assert jax.tree.map(jnp.shape, ours) == jax.tree.map(jnp.shape, params)
+    x = (xq, xkv) if cross else xq
+    opts = {"mask": jnp.asarray(PAD)[:, None, None, :]} if mask == "pad" else {}
+    y = layer.apply(params, x, **opts)
+    diff = _close(y, expected, F32)
+    print(f"max abs diff vs flax: {diff:.2e}")
+
+
+def _mha_problem(causal: bool, mask):
+    layer = jaxnet.MultiHeadAttention(2, causal=causal, dtype=jnp.float64)
+    _, params = layer.init(jax.random.key(0), (None, 4, 4))
+    x = jax.random.normal(jax.random.key(1), (2, 4, 4), jnp.float64)
+    g = jax.random.normal(jax.random.key(2), (2, 4, 4), jnp.float64)
+    return layer, params, x, g
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["pad", "causal+pad"])
+def test_attention_batch_padding_mask_gradients(causal):
+    # A per-example mask (batch 2, different lengths): the registry's mask is shared
+    # across the batch so that vmap and batch-size battery checks apply.
+    mask = jnp.asarray(PAD)[:, None, None, :]
+    layer, params, x, g = _mha_problem(causal, mask)
+
+    def f(point):
+        return jnp.sum(g * layer.apply(point["params"], point["x"], mask=mask))
+
+    def an(point):
+        y = layer.apply(point["params"], point["x"], mask=mask)
+        dp, dx = layer.backward(point["params"], point["x"], y, g, mask=mask)
+        return {"params": dp, "x": dx}
+
+    check_grads(f, {"params": params, "x": x}, analytic=an, method=None).assert_ok()
+    # Masked keys have no influence: changing a padded position's input changes no
+    # output row of that example (in self-attention its own query row does change).
+    x2 = x.at[1, 3].add(10.0)
+    y1, y2 = layer.apply(params, x, mask=mask), layer.apply(params, x2, mask=mask)
+    _close(y1[1, :3], y2[1, :3], F64)
+
+
+def test_attention_fully_masked_row_stays_finite_and_matches_autodiff():
+    mask = jnp.zeros((1, 1, 1, 4), bool).at[..., 0].set(True)
+    mask = jnp.concatenate([mask, jnp.zeros_like(mask)])  # example 1: all masked
+    layer, params, x, g = _mha_problem(False, mask)
+    y = layer.apply(params, x, mask=mask)
+    assert np.all(np.isfinite(y))
+    dp, dx = layer.backward(params, x, y, g, mask=mask)
+    auto = jax.grad(
+        lambda p, x: jnp.sum(g * layer.apply(p, x, mask=mask)), argnums=(0, 1)
+    )(params, x)
+    for a, b in zip(jax.tree.leaves((dp, dx)), jax.tree.leaves(auto)):
+        _close(a, b, F64)
+
+
+def test_attention_core_float32_path_matches_written_formula():
+    # float32 goes through jax.nn.dot_product_attention; float64 through the formula.
+    q, k, v = jax.random.normal(jax.random.key(0), (3, 2, 4, 2, 3), jnp.float32)
+    mask = jnp.asarray(np.tril(np.ones((4, 4), bool)))[None, None]
+    mask = jnp.broadcast_to(mask, (2, 2, 4, 4))
+    fast = analytic.attention_core(q, k, v, mask)
+    written = jnp.einsum("bnts,bsnh->btnh", analytic.attention_weights(q, k, mask), v)
+    _close(fast, written, F32)
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_attention_bad_mask_shape_error(jit):
+    layer = jaxnet.MultiHeadAttention(2)
+    _, params = layer.init(jax.random.key(0), (None, 4, 4))
+    apply = jax.jit(layer.apply) if jit else layer.apply
+    with pytest.raises(jaxnet.ShapeError) as info:
+        apply(params, jnp.zeros((2, 4, 4)), mask=jnp.ones((2, 1, 3), bool))
+    assert str(info.value) == (  # (under jit JAX appends a traceback note)
+        "MultiHeadAttention(num_heads=2, causal=False): mask of shape (2, 1, 3) is not "
+        "broadcastable to (batch, heads, q_len, kv_len) = (2, 2, 4, 4). A padding mask "
+        "is (batch, 1, 1, kv_len)."
+    )
+    with pytest.raises(jaxnet.DTypeError, match="expected a boolean mask"):
+        apply(params, jnp.zeros((2, 4, 4)), mask=jnp.ones((2, 1, 1, 4)))
+
+
+def test_attention_input_errors():
+    layer = jaxnet.MultiHeadAttention(2)
+    _, params = layer.init(jax.random.key(0), (None, 4, 4))
+    with pytest.raises(jaxnet.ShapeError) as info:
+        layer.apply(params, jnp.zeros((2, 4, 6)))
+    assert (
+        "MultiHeadAttention(num_heads=2, causal=False): expected query input of shape "
+        "(batch, seq, 4), got (2, 4, 6)." in str(info.value)
+    )
+    with pytest.raises(jaxnet.ShapeError, match=r"expected query input of shape \("):
+        layer.apply(params, jnp.zeros((4, 4)))
