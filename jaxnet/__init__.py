@@ -37,6 +37,7 @@ from ._layers import Softmax as Softmax
 from ._layers import Softplus as Softplus
 from ._layers import Tanh as Tanh
 from ._summary import summary as summary
+from ._transformer import TransformerBlock as TransformerBlock
 
 try:
     __version__ = version("jaxnet")
@@ -71,6 +72,7 @@ __all__ = [
     "Softmax",
     "Softplus",
     "Tanh",
+    "TransformerBlock",
     "analytic",
     "losses",
     "parallel",

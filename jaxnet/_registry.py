@@ -28,6 +28,7 @@ from ._cases_rnn import RNN_CASES
 from ._cases_seq import SEQ_CASES
 from ._layer import Layer
 from ._testing import GradReport, check_grads
+from ._transformer import TransformerBlock
 from ._types import Array, Params, PRNGKey
 
 
@@ -134,6 +135,27 @@ CORE_CASES: tuple[LayerCase, ...] = (
             "batch_norm_1": {"scale": (5,), "offset": (5,)},
             "tanh_2": {},
             "dense_3": {"w": (5, 2), "b": (2,)},
+        },
+    ),
+    LayerCase(
+        "TransformerBlock(causal)",
+        lambda dt: TransformerBlock(2, 4, mlp_ratio=2, causal=True, dtype=dt),
+        (None, 3, 4),
+        batch=2,
+        param_shapes={
+            "attention": {
+                "layer_norm_0": {"scale": (4,), "offset": (4,)},
+                "mha": {
+                    name: {"w": (4, 4), "b": (4,)}
+                    for name in ("query", "key", "value", "out")
+                },
+            },
+            "mlp": {
+                "layer_norm_0": {"scale": (4,), "offset": (4,)},
+                "dense_1": {"w": (4, 8), "b": (8,)},
+                "gelu_2": {},
+                "dense_3": {"w": (8, 4), "b": (4,)},
+            },
         },
     ),
     LayerCase(

@@ -1,0 +1,74 @@
+"""A pre-LayerNorm transformer block, composed from jaxnet layers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+
+from ._combinators import residual, serial
+from ._layer import Layer
+from ._layers import Dense, Dropout, Gelu
+from ._norm import LayerNorm
+from ._seq import MultiHeadAttention
+
+
+def TransformerBlock(
+    num_heads: int,
+    d_model: int,
+    *,
+    mlp_ratio: int = 4,
+    causal: bool = False,
+    drop_rate: float = 0.0,
+    approximate_gelu: bool = True,
+    dtype: Any = jnp.float32,
+) -> Layer:
+    """A pre-LayerNorm transformer block (GPT-2 style), ``(batch, seq, d) -> same``::
+
+        x = x + Dropout(MHA(LayerNorm(x)))
+        x = x + Dropout(Dense(d)(Gelu(Dense(mlp_ratio * d)(LayerNorm(x)))))
+
+    It is only a composition (``serial`` of two ``residual`` branches), so its
+    hand-written backward is the layers' backwards chained: nothing new to derive.
+    Options reach every sub-layer: ``mask=`` goes to the attention, ``train=True``
+    and ``key=`` to the dropouts.
+
+    Args:
+      num_heads: attention heads; must divide ``d_model``.
+      d_model: the model width (the input's last axis).
+      mlp_ratio: the MLP's hidden width is ``mlp_ratio * d_model``.
+      causal: causal self-attention (a decoder block).
+      drop_rate: dropout probability after attention and after the MLP (0: none).
+      approximate_gelu: the tanh GELU (GPT-2's) or the exact erf one.
+      dtype: parameter dtype.
+
+    Returns:
+      A :class:`~jaxnet.Layer` with params ``{"attention": {"layer_norm_0", "mha"},
+      "mlp": {"layer_norm_0", "dense_1", "gelu_2", "dense_3"}}`` (plus empty dropout
+      entries when ``drop_rate > 0``).
+
+    Examples:
+      >>> import jax, jaxnet
+      >>> block = jaxnet.TransformerBlock(num_heads=2, d_model=8, causal=True)
+      >>> block.init(jax.random.key(0), (None, 5, 8))[0]
+      (None, 5, 8)
+    """
+    if d_model % num_heads:
+        raise ValueError(
+            f"TransformerBlock(num_heads={num_heads}, d_model={d_model}): num_heads must "
+            "divide d_model."
+        )
+    attention: list[Any] = [
+        LayerNorm(dtype=dtype),
+        ("mha", MultiHeadAttention(num_heads, causal=causal, dtype=dtype)),
+    ]
+    mlp: list[Any] = [
+        LayerNorm(dtype=dtype),
+        Dense(mlp_ratio * d_model, dtype=dtype),
+        Gelu(approximate=approximate_gelu),
+        Dense(d_model, dtype=dtype),
+    ]
+    if drop_rate > 0:
+        attention.append(Dropout(drop_rate))
+        mlp.append(Dropout(drop_rate))
+    return serial(("attention", residual(*attention)), ("mlp", residual(*mlp)))
