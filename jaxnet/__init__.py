@@ -131,3 +131,46 @@ from ._recurrent import LSTMCell as LSTMCell  # noqa: E402
 
 __all__ += ["Bidirectional", "Cell", "GRUCell", "LSTMCell", "RNN"]
 # --- end recurrent family ---
+# --- training (jaxnet/_train.py, jaxnet/_fit.py, jaxnet/_checkpoint.py) ---
+from ._checkpoint import inspect_checkpoint as inspect_checkpoint  # noqa: E402
+from ._checkpoint import load as load  # noqa: E402
+from ._checkpoint import load_with_metadata as load_with_metadata  # noqa: E402
+from ._checkpoint import save as save  # noqa: E402
+from ._errors import CheckpointError as CheckpointError  # noqa: E402
+from ._errors import TrainingError as TrainingError  # noqa: E402
+from ._fit import EarlyStopping as EarlyStopping  # noqa: E402
+from ._fit import FitResult as FitResult  # noqa: E402
+from ._fit import fit as fit  # noqa: E402
+from ._train import JittedStep as JittedStep  # noqa: E402
+from ._train import Policy as Policy  # noqa: E402
+from ._train import TrainState as TrainState  # noqa: E402
+from ._train import accuracy as accuracy  # noqa: E402
+from ._train import evaluate as evaluate  # noqa: E402
+from ._train import jit_step as jit_step  # noqa: E402
+from ._train import make_eval_step as make_eval_step  # noqa: E402
+from ._train import make_train_step as make_train_step  # noqa: E402
+from ._train import split_key as split_key  # noqa: E402
+from ._train import train_scan as train_scan  # noqa: E402
+
+__all__ += [
+    "CheckpointError",
+    "inspect_checkpoint",
+    "load",
+    "load_with_metadata",
+    "save",
+    "EarlyStopping",
+    "FitResult",
+    "TrainingError",
+    "fit",
+    "JittedStep",
+    "Policy",
+    "TrainState",
+    "accuracy",
+    "evaluate",
+    "jit_step",
+    "make_eval_step",
+    "make_train_step",
+    "split_key",
+    "train_scan",
+]
+# --- end training ---

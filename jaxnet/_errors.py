@@ -31,3 +31,17 @@ class ParamsError(ValueError):
 
 class StateError(ValueError):
     """A stateful model was called without its state, or with a mismatched one."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be written or read, or does not match the expected tree.
+
+    Example message::
+
+        jaxnet.load('ck.jnc'): params/dense_0/w has shape (784, 512) in the file but
+        (784, 256) in like=. The checkpoint was saved from a different model; ...
+    """
+
+
+class TrainingError(FloatingPointError):
+    """Training went wrong at run time (e.g. the loss became nan or inf at some step)."""

@@ -1,0 +1,593 @@
+"""``fit``: epochs over arrays or batches, progress, validation, early stopping, checkpoints.
+
+``fit`` is a thin loop over the pure pieces of :mod:`jaxnet._train`; it hides nothing
+that a user could not write with them. For arrays, each call into XLA runs a whole
+epoch (or ``steps_per_call`` steps of it) inside one ``lax.scan``; for an iterator of
+batches it calls a jitted step per batch.
+
+Exact resume: checkpoints are written at epoch ends and hold the whole
+:class:`TrainState` (parameters, Optax state, model state, step count), the history and
+the early-stopping record. Shuffling and dropout keys are pure functions of the run's
+key and the epoch/step number, and the chunking of an epoch into calls does not depend
+on where the run started, so a run killed at any point and restarted with the same
+arguments replays the same programs on the same data and ends bit-identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TextIO
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ._errors import ShapeError, TrainingError
+from ._layer import Layer
+from ._train import (
+    Metric,
+    Policy,
+    TrainState,
+    _as_state_step,
+    _batch_size,
+    _chunk_fn,
+    _num_examples,
+    _split_batch,
+    evaluate,
+    jit_step,
+    make_train_step,
+    split_key,
+)
+from ._types import Array, Params, PRNGKey
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyStopping:
+    """Stop when a monitored value has not improved for ``patience`` epochs.
+
+    Args:
+      monitor: a history key: ``"val_loss"`` (the default), ``"loss"``, or
+        ``"val_<metric>"`` / ``"<metric>"`` for a metric passed to :func:`fit`.
+      patience: epochs without improvement before stopping.
+      min_delta: the smallest change that counts as an improvement.
+      mode: ``"min"`` (losses) or ``"max"`` (accuracies).
+      restore_best: return (and checkpoint) the best epoch's parameters.
+    """
+
+    monitor: str = "val_loss"
+    patience: int = 5
+    min_delta: float = 0.0
+    mode: str = "min"
+    restore_best: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("min", "max"):
+            raise ValueError(
+                f"EarlyStopping: mode must be 'min' or 'max', got {self.mode!r}."
+            )
+        if self.patience < 1:
+            raise ValueError(
+                f"EarlyStopping: patience must be >= 1, got {self.patience}."
+            )
+
+    def improved(self, value: float, best: float | None) -> bool:
+        if best is None:
+            return True
+        if self.mode == "min":
+            return value < best - self.min_delta
+        return value > best + self.min_delta
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+      params, opt_state, state: the final (or, with ``EarlyStopping(restore_best=
+        True)``, the best epoch's) parameters, the Optax state, the model state.
+      step: optimizer steps taken in total (across resumes).
+      history: one dict per epoch (``epoch``, ``step``, ``loss``, the metrics,
+        ``val_*``, ``seconds``, ``examples_per_second``): plain Python data.
+      stopped_early: whether early stopping ended the run.
+      best_epoch: the epoch early stopping judged best (``None`` without it).
+      resumed_from: the epoch the run resumed after (0 for a fresh run).
+    """
+
+    params: Params
+    opt_state: Any
+    state: Any
+    step: int
+    history: list[dict[str, float]]
+    stopped_early: bool = False
+    best_epoch: int | None = None
+    resumed_from: int = 0
+
+
+# ------------------------------------------------------------------- progress
+
+
+class _Progress:
+    """A one-line progress bar on a text stream (no dependency): epoch, bar, loss, rate."""
+
+    def __init__(self, stream: TextIO | None, epochs: int, min_interval: float = 0.1):
+        self.stream = stream
+        self.epochs = epochs
+        self.min_interval = min_interval
+        self._last = 0.0
+        self._width = 0  # length of the line on screen, to blank it when rewriting
+
+    def update(
+        self, epoch: int, done: int, total: int | None, loss: float, rate: float
+    ) -> None:
+        if self.stream is None:
+            return
+        now = time.perf_counter()
+        if total is not None and done < total and now - self._last < self.min_interval:
+            return
+        self._last = now
+        width = 24
+        if total:
+            filled = int(width * done / total)
+            bar = "[" + "=" * filled + "." * (width - filled) + f"] {done}/{total}"
+        else:
+            bar = f"{done} steps"
+        self._write(
+            f"epoch {epoch}/{self.epochs} {bar}  loss {loss:.4g}  {rate:,.0f} ex/s"
+        )
+
+    def _write(self, line: str, end: str = "") -> None:
+        assert self.stream is not None
+        pad = " " * max(0, self._width - len(line))
+        self.stream.write("\r" + line + pad + end)
+        self._width = 0 if end else len(line)
+        self.stream.flush()
+
+    def end_epoch(self, row: Mapping[str, Any]) -> None:
+        if self.stream is None:
+            return
+        skip = {"epoch", "step", "seconds", "examples_per_second"}
+        parts = [f"{k} {v:.4g}" for k, v in row.items() if k not in skip]
+        self._write(
+            f"epoch {row['epoch']}/{self.epochs}  "
+            + "  ".join(parts)
+            + f"  ({row['seconds']:.2f} s, {row['examples_per_second']:,.0f} ex/s)",
+            end="\n",
+        )
+
+
+def _progress_stream(progress: bool | None, stream: TextIO | None) -> TextIO | None:
+    stream = sys.stderr if stream is None else stream
+    if progress is None:
+        isatty = getattr(stream, "isatty", None)
+        progress = bool(isatty and isatty())
+    return stream if progress else None
+
+
+# -------------------------------------------------------------------- checks
+
+
+def _check_labels(model: Layer, params: Params, x: Any, y: Any, state: Any) -> None:
+    """Integer labels must lie in ``[0, num_outputs)``: checked once, on the host."""
+    if not (hasattr(y, "dtype") and jnp.issubdtype(y.dtype, jnp.integer)):
+        return
+    first = jax.tree.map(lambda a: a[:1], x)
+    kw = {"state": state} if model.stateful else {}
+    out = jax.eval_shape(lambda p, xx: model.apply(p, xx, **kw), params, first)
+    if model.stateful:
+        out = out[0]
+    if not hasattr(out, "shape") or not out.shape:
+        return
+    classes = max(int(out.shape[-1]), 2)
+    labels = np.asarray(y)
+    if labels.size == 0:
+        return
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= classes:
+        bad = int(
+            np.flatnonzero((labels.reshape(-1) < 0) | (labels.reshape(-1) >= classes))[
+                0
+            ]
+        )
+        raise ValueError(
+            f"fit: integer labels must lie in [0, {classes}) for a model with "
+            f"{out.shape[-1]} output(s); got values in [{lo}, {hi}] (first bad one at "
+            f"flat index {bad}: {labels.reshape(-1)[bad]}). Check the label encoding or "
+            "the model's output size."
+        )
+
+
+def _check_checkpoint_path(path: str | os.PathLike[str] | None) -> str | None:
+    if path is None:
+        return None
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"fit: checkpoint directory {directory!r} does not exist; create it first "
+            "(os.makedirs(directory, exist_ok=True)). Checked before training so that "
+            "no work is lost."
+        )
+    if not os.access(directory, os.W_OK):
+        raise PermissionError(
+            f"fit: cannot write checkpoints to {directory!r} (no write permission). "
+            "Choose a writable directory."
+        )
+    return path
+
+
+def _epoch_source(data: Any, epochs: int) -> Callable[[int], Iterable[Any]]:
+    if callable(data):
+        return data
+    if iter(data) is data and epochs > 1:
+        raise TypeError(
+            "fit: the training data are a one-shot iterator (a generator?), which "
+            f"would be exhausted after the first of {epochs} epochs. Pass a list of "
+            "batches, a callable epoch -> iterable of batches, or (x, y) arrays."
+        )
+    return lambda epoch: data
+
+
+def _is_arrays(data: Any) -> bool:
+    if isinstance(data, Mapping):
+        return {"x", "y"} <= set(data)
+    if isinstance(data, tuple) and len(data) == 2:
+        return all(hasattr(leaf, "shape") for leaf in jax.tree.leaves(data))
+    return False
+
+
+# ------------------------------------------------------------------------ fit
+
+
+def fit(
+    model: Layer,
+    loss: Callable[..., Array],
+    optimizer: optax.GradientTransformation,
+    data: Any,
+    *,
+    key: PRNGKey,
+    epochs: int = 1,
+    batch_size: int | None = 32,
+    params: Params | None = None,
+    opt_state: Any = None,
+    state: Any = None,
+    validation_data: tuple[Any, Any] | None = None,
+    metrics: Mapping[str, Metric] | None = None,
+    policy: Policy | str | None = None,
+    gradients: str = "autodiff",
+    shuffle: bool = True,
+    steps_per_call: int | None = None,
+    progress: bool | None = None,
+    stream: TextIO | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 1,
+    resume: bool = True,
+    early_stopping: EarlyStopping | None = None,
+    stop_on_nan: bool = True,
+    eval_batch_size: int = 1024,
+) -> FitResult:
+    """Train ``model`` on ``data`` with ``optimizer``; return parameters and history.
+
+    Args:
+      model, loss, optimizer: as for :func:`make_train_step`.
+      data: ``(x, y)`` arrays (shuffled on device from ``key``, each epoch fused into
+        ``lax.scan`` calls), or batches: a list / re-iterable of ``(x, y)`` pairs or a
+        callable ``epoch -> iterable of batches`` (the caller shuffles; every batch
+        must have the first batch's shape).
+      key: the run's PRNG key: parameter init, shuffling and dropout all derive from it.
+      epochs: total epochs (a resumed run continues up to this number).
+      batch_size: examples per step for array data; ``None`` for full batch. The last
+        ``n % batch_size`` examples of each epoch's permutation are skipped that epoch.
+      params, opt_state, state: start from these instead of initialising.
+      validation_data: ``(x, y)`` evaluated after every epoch (``val_*`` entries).
+      metrics: ``name -> metric(outputs, targets)``, e.g. ``{"accuracy":
+        jaxnet.accuracy}``, on training batches and validation data.
+      policy: a :class:`Policy` or a compute dtype such as ``"bfloat16"``.
+      gradients: ``"autodiff"`` or ``"analytic"`` (see :func:`make_train_step`).
+      shuffle: permute array data every epoch.
+      steps_per_call: for array data, steps per XLA call (the progress bar updates
+        between calls); default: a whole epoch per call.
+      progress: show a progress bar and per-epoch lines; ``None`` (default) shows
+        them when ``stream`` is a terminal.
+      stream: where progress goes (default ``sys.stderr``).
+      checkpoint: a file path; the run is saved there atomically every
+        ``checkpoint_every`` epochs and at the end.
+      resume: if ``checkpoint`` exists, continue from it (same key and settings give
+        the same result as never stopping).
+      early_stopping: an :class:`EarlyStopping` rule.
+      stop_on_nan: raise :class:`TrainingError` naming the step when the loss becomes
+        nan or inf (checked after each call, so at most ``steps_per_call`` late).
+      eval_batch_size: batch size for validation.
+
+    Returns:
+      A :class:`FitResult`.
+
+    Raises:
+      TrainingError: non-finite loss (with ``stop_on_nan``).
+      ShapeError, ValueError, FileNotFoundError, PermissionError: bad data or
+        checkpoint path, before any training.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax, jaxnet
+      >>> x = jax.random.normal(jax.random.key(0), (64, 3))
+      >>> y = (x[:, 0] > 0).astype(jnp.int32)
+      >>> model = jaxnet.serial(jaxnet.Dense(8), jaxnet.Relu(), jaxnet.Dense(2))
+      >>> loss = jaxnet.losses.softmax_cross_entropy_with_integer_labels
+      >>> result = jaxnet.fit(model, loss, optax.adam(0.05), (x, y), key=jax.random.key(1),
+      ...                     epochs=20, batch_size=16, metrics={"accuracy": jaxnet.accuracy})
+      >>> len(result.history), result.step, result.history[-1]["accuracy"] > 0.9
+      (20, 80, True)
+    """
+    progress_out = _Progress(_progress_stream(progress, stream), epochs)
+    checkpoint = _check_checkpoint_path(checkpoint)
+    if checkpoint_every < 1:
+        raise ValueError(
+            f"fit: checkpoint_every must be >= 1 epoch, got {checkpoint_every}."
+        )
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}.")
+    init_key, shuffle_key, step_key = split_key(key)
+    arrays = _is_arrays(data)
+    if arrays:
+        x, y = _split_batch("fit", data)
+        x, y = jax.tree.map(jnp.asarray, (x, y))
+        n = _num_examples("fit", x, y)
+        bs = _batch_size("fit", batch_size, n)
+        spe = n // bs
+        sample_x = x
+    else:
+        source = _epoch_source(data, epochs)
+        first = next(iter(source(0)), None)
+        if first is None:
+            raise ShapeError("fit: the training data yield no batches.")
+        sample_x, _ = _split_batch("fit", first)
+        spe = None
+    if params is None:
+        shape = (None,) + tuple(jax.tree.leaves(sample_x)[0].shape[1:])
+        _, params = model.init(init_key, shape)
+    if model.stateful and state is None:
+        shape = (None,) + tuple(jax.tree.leaves(sample_x)[0].shape[1:])
+        _, state = model.init_state(shape)
+    if opt_state is None:
+        opt_state = optimizer.init(params)
+    if arrays:
+        _check_labels(model, params, x, y, state)
+    if validation_data is not None:
+        vx, vy = _split_batch("fit (validation_data)", validation_data)
+        _num_examples("fit (validation_data)", vx, vy)
+        _check_labels(model, params, vx, vy, state)
+
+    step = make_train_step(
+        model, loss, optimizer, metrics=metrics, policy=policy, gradients=gradients
+    )
+    ts = TrainState(params, opt_state, state, jnp.zeros((), jnp.int32))
+    history: list[dict[str, float]] = []
+    best: dict[str, Any] = {"value": None, "epoch": None, "wait": 0, "params": None}
+    keep_best = early_stopping is not None and early_stopping.restore_best
+    start_epoch = 0
+
+    def snapshot() -> dict[str, Any]:
+        return {"train": ts, "best": best["params"] if keep_best else None}
+
+    if checkpoint is not None and resume and os.path.exists(checkpoint):
+        from ._checkpoint import load_with_metadata
+
+        like = {"train": ts, "best": params if keep_best else None}
+        tree, meta = load_with_metadata(checkpoint, like=like)
+        _check_resume(checkpoint, meta, key, bs if arrays else None)
+        ts = tree["train"]
+        history = list(meta["history"])
+        start_epoch = int(meta["epoch"])
+        best.update(meta["early_stopping"])
+        best["params"] = tree["best"] if keep_best else None
+    resumed_from = start_epoch
+
+    stateful = model.stateful
+    if arrays:
+        k_call = (
+            spe if steps_per_call is None else max(1, min(int(steps_per_call), spe))
+        )
+    else:
+        jitted = jit_step(step, donate=True)
+        ts_step = _as_state_step(jitted, stateful)
+
+    stopped = False
+    for epoch in range(start_epoch, epochs):
+        t0 = time.perf_counter()
+        sums: dict[str, float] = {}
+        steps = 0
+        examples = 0
+        if arrays:
+            b = 0
+            while b < spe:
+                k = min(k_call, spe - b)
+                fn = _chunk_fn(step, stateful, k, bs, bool(shuffle), True)
+                step0 = int(ts.step)
+                ts, m = fn(ts, x, y, shuffle_key, step_key, epoch, b)
+                m = {name: np.asarray(v) for name, v in m.items()}
+                if stop_on_nan:
+                    _check_finite(m["loss"], step0, epoch, b, spe, history, checkpoint)
+                for name, v in m.items():
+                    sums[name] = sums.get(name, 0.0) + float(
+                        np.sum(v, dtype=np.float64)
+                    )
+                b += k
+                steps += k
+                examples += k * bs
+                rate = examples / max(time.perf_counter() - t0, 1e-9)
+                progress_out.update(epoch + 1, b, spe, float(m["loss"][-1]), rate)
+        else:
+            for i, batch in enumerate(source(epoch)):
+                step0 = int(ts.step)
+                skey = jax.random.fold_in(step_key, step0)
+                ts, m = ts_step(ts, batch, skey)
+                m = {name: np.asarray(v) for name, v in m.items()}
+                if stop_on_nan:
+                    _check_finite(
+                        m["loss"][None], step0, epoch, i, None, history, checkpoint
+                    )
+                for name, v in m.items():
+                    sums[name] = sums.get(name, 0.0) + float(v)
+                steps += 1
+                examples += jax.tree.leaves(_split_batch("fit", batch)[0])[0].shape[0]
+                rate = examples / max(time.perf_counter() - t0, 1e-9)
+                progress_out.update(epoch + 1, steps, None, float(m["loss"]), rate)
+        seconds = time.perf_counter() - t0
+        row: dict[str, float] = {"epoch": epoch + 1, "step": int(ts.step)}
+        row["loss"] = sums.pop("loss") / max(steps, 1)
+        row.update({k: v / max(steps, 1) for k, v in sorted(sums.items())})
+        if validation_data is not None:
+            val = evaluate(
+                model,
+                loss,
+                ts.params,
+                validation_data,
+                batch_size=eval_batch_size,
+                metrics=metrics,
+                state=ts.state,
+                policy=policy,
+            )
+            row.update({f"val_{k}": v for k, v in val.items()})
+        row["seconds"] = seconds
+        row["examples_per_second"] = examples / max(seconds, 1e-9)
+        history.append(row)
+        progress_out.end_epoch(row)
+
+        if early_stopping is not None:
+            if early_stopping.monitor not in row:
+                raise KeyError(
+                    f"fit: EarlyStopping monitors {early_stopping.monitor!r}, which is "
+                    f"not in the history; available: {sorted(row)}. Pass "
+                    "validation_data for val_* entries."
+                )
+            value = float(row[early_stopping.monitor])
+            if early_stopping.improved(value, best["value"]):
+                best.update(value=value, epoch=epoch + 1, wait=0)
+                if keep_best:
+                    best["params"] = jax.tree.map(jnp.copy, ts.params)
+            else:
+                best["wait"] += 1
+                stopped = best["wait"] >= early_stopping.patience
+        last = stopped or epoch + 1 == epochs
+        if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or last):
+            _save_run(
+                checkpoint,
+                snapshot(),
+                epoch + 1,
+                history,
+                best,
+                key,
+                bs if arrays else None,
+            )
+        if stopped:
+            break
+
+    params_out = ts.params
+    if keep_best and best["params"] is not None:
+        params_out = best["params"]
+    return FitResult(
+        params=params_out,
+        opt_state=ts.opt_state,
+        state=ts.state,
+        step=int(ts.step),
+        history=history,
+        stopped_early=stopped,
+        best_epoch=best["epoch"],
+        resumed_from=resumed_from,
+    )
+
+
+def _check_finite(
+    losses: np.ndarray,
+    step0: int,
+    epoch: int,
+    batch0: int,
+    spe: int | None,
+    history: list[dict[str, float]],
+    checkpoint: str | None,
+) -> None:
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size == 0:
+        return
+    i = int(bad[0])
+    where = f"epoch {epoch + 1}, batch {batch0 + i + 1}" + (f" of {spe}" if spe else "")
+    before = (
+        f"the loss before it was {float(losses[i - 1]):.6g}"
+        if i > 0
+        else (
+            f"the previous epoch's mean loss was {history[-1]['loss']:.6g}"
+            if history
+            else "it was the first step"
+        )
+    )
+    saved = (
+        f" The last checkpoint, {checkpoint!r}, was written before this and is intact."
+        if checkpoint is not None and os.path.exists(checkpoint)
+        else ""
+    )
+    raise TrainingError(
+        f"fit: the loss became {float(losses[i])} at step {step0 + i} ({where}); "
+        f"{before}. Lower the learning rate, clip gradients "
+        "(optax.clip_by_global_norm), or check the data for nan/inf; pass "
+        f"stop_on_nan=False to continue anyway.{saved}"
+    )
+
+
+def _key_fingerprint(key: PRNGKey) -> list[int]:
+    data = (
+        jax.random.key_data(key)
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        else key
+    )
+    return [int(v) for v in np.asarray(data).reshape(-1)]
+
+
+def _save_run(
+    path: str,
+    tree: Any,
+    epoch: int,
+    history: list[dict[str, float]],
+    best: dict[str, Any],
+    key: PRNGKey,
+    batch_size: int | None,
+) -> None:
+    from ._checkpoint import save
+
+    meta = {
+        "kind": "jaxnet.fit",
+        "epoch": epoch,
+        "history": history,
+        "early_stopping": {k: best[k] for k in ("value", "epoch", "wait")},
+        "key": _key_fingerprint(key),
+        "batch_size": batch_size,
+    }
+    save(path, tree, metadata=meta)
+
+
+def _check_resume(
+    path: str, meta: Mapping[str, Any], key: PRNGKey, batch_size: int | None
+) -> None:
+    if meta.get("kind") != "jaxnet.fit":
+        raise ValueError(
+            f"fit: {path!r} is a jaxnet checkpoint but was not written by fit(); resume "
+            "needs fit's own checkpoint. Pass a different checkpoint= path, or load it "
+            "with jaxnet.load and pass params=/opt_state=."
+        )
+    if meta.get("key") != _key_fingerprint(key):
+        raise ValueError(
+            f"fit: {path!r} was written by a run with a different key; resuming with "
+            "another key would shuffle and drop out differently and not reproduce the "
+            "run. Pass the original key, or resume=False to start over."
+        )
+    if meta.get("batch_size") != batch_size:
+        raise ValueError(
+            f"fit: {path!r} was written with batch_size={meta.get('batch_size')}, this "
+            f"call uses {batch_size}. Pass the original batch_size, or resume=False."
+        )
+
+
+__all__ = ["EarlyStopping", "FitResult", "fit"]

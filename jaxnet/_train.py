@@ -1,0 +1,739 @@
+"""Pure training steps on Optax, a mixed-precision policy, and fused ``lax.scan`` loops.
+
+The pieces, from smallest to largest:
+
+* :func:`make_train_step` builds ``step(params, opt_state, batch, *, key=None)``, a pure
+  function the caller may ``jax.jit``; :func:`jit_step` jits it with buffer donation and
+  refuses a batch whose shapes differ from the first (instead of silently recompiling).
+* :func:`make_eval_step` and :func:`evaluate` compute the loss and metrics exactly over
+  a dataset (padding plus a mask, so every example counts once).
+* :func:`train_scan` runs whole epochs inside one ``lax.scan``: one dispatch for the
+  whole run, with shuffling and per-step keys derived from one key and the step number.
+* :class:`Policy` is a dtype policy: parameters stay in float32, the model computes in
+  bfloat16, the loss is computed in float32.
+
+Every random choice is a pure function of ``(key, global step)`` (the step's dropout key
+is ``fold_in(step_key, step)``, the epoch's permutation ``fold_in(shuffle_key, epoch)``),
+so a run resumed from a checkpoint replays exactly what an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from . import _analytic
+from ._errors import DTypeError, ShapeError, StateError
+from ._layer import Layer, fmt_shape
+from ._types import Array, Params, PRNGKey
+
+#: A metric: ``metric(outputs, targets) -> per-example values`` (averaged by the step).
+Metric = Callable[[Any, Any], Array]
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def accuracy(outputs: Array, targets: Array) -> Array:
+    """Per-example 0/1 correctness of ``argmax(outputs)``, as float32.
+
+    Args:
+      outputs: ``(..., num_classes)`` scores or logits. A single output column is read
+        as a binary logit (positive means class 1).
+      targets: integer class ids of shape ``outputs.shape[:-1]``, or one-hot/soft
+        labels of the same shape as ``outputs`` (their argmax is the class).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxnet
+      >>> jaxnet.accuracy(jnp.array([[2.0, 1.0], [0.0, 3.0]]), jnp.array([0, 0]))
+      Array([1., 0.], dtype=float32)
+    """
+    outputs = jnp.asarray(outputs)
+    targets = jnp.asarray(targets)
+    if outputs.shape[-1:] == (1,):
+        predicted = (outputs[..., 0] > 0).astype(jnp.int32)
+        labels = (
+            targets.reshape(predicted.shape)
+            if targets.size == predicted.size
+            else targets
+        )
+        return (predicted == labels.astype(jnp.int32)).astype(jnp.float32)
+    predicted = jnp.argmax(outputs, axis=-1)
+    if targets.shape == outputs.shape:
+        targets = jnp.argmax(targets, axis=-1)
+    if targets.shape != predicted.shape:
+        raise ShapeError(
+            f"accuracy: targets must be class ids of shape {fmt_shape(predicted.shape)} "
+            f"or one-hot of shape {fmt_shape(outputs.shape)}, got "
+            f"{fmt_shape(targets.shape)}."
+        )
+    return (predicted == targets.astype(predicted.dtype)).astype(jnp.float32)
+
+
+# ------------------------------------------------------------------ dtype policy
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """A mixed-precision policy: which dtype the parameters, compute and loss use.
+
+    Inside a step the floating-point parameters and inputs are cast to
+    ``compute_dtype``, the model runs in it, and its outputs are cast to
+    ``output_dtype`` before the loss and metrics (so the loss is reduced in float32).
+    The cast of the parameters is differentiated like any other op, so gradients and
+    Optax updates arrive in the parameters' own dtype (float32): the master weights
+    never lose precision. bfloat16 has float32's exponent range, so no loss scaling is
+    needed (float16 would need it; it is not offered).
+
+    Args:
+      compute_dtype: dtype of the forward and backward computation, e.g.
+        ``jnp.bfloat16``; ``None`` computes in the parameters' dtype.
+      output_dtype: dtype the model's outputs are cast to before the loss.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxnet
+      >>> policy = jaxnet.Policy(compute_dtype=jnp.bfloat16)
+      >>> policy.cast_to_compute({"w": jnp.ones(2)})["w"].dtype
+      dtype(bfloat16)
+    """
+
+    compute_dtype: Any = None
+    output_dtype: Any = jnp.float32
+
+    def __post_init__(self) -> None:
+        for field in ("compute_dtype", "output_dtype"):
+            value = getattr(self, field)
+            if value is None:
+                continue
+            dt = jnp.dtype(value)
+            if not jnp.issubdtype(dt, jnp.floating):
+                raise DTypeError(
+                    f"Policy: {field} must be a floating dtype such as jnp.bfloat16 or "
+                    f"jnp.float32, got {dt}."
+                )
+            object.__setattr__(self, field, dt)
+
+    @classmethod
+    def of(cls, policy: Policy | str | Any | None) -> Policy | None:
+        """``None``, a :class:`Policy`, or a compute dtype (``"bfloat16"``)."""
+        if policy is None or isinstance(policy, Policy):
+            return policy
+        return cls(compute_dtype=policy)
+
+    def _cast(self, tree: Any, dtype: Any) -> Any:
+        if dtype is None:
+            return tree
+
+        def cast(leaf: Any) -> Any:
+            if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating):
+                return leaf.astype(dtype)
+            return leaf
+
+        return jax.tree.map(cast, tree)
+
+    def cast_to_compute(self, tree: Any) -> Any:
+        """Floating-point leaves cast to ``compute_dtype`` (others untouched)."""
+        return self._cast(tree, self.compute_dtype)
+
+    def cast_to_output(self, tree: Any) -> Any:
+        """Floating-point leaves cast to ``output_dtype``."""
+        return self._cast(tree, self.output_dtype)
+
+
+# --------------------------------------------------------------------- the steps
+
+
+class TrainState(NamedTuple):
+    """Everything a training run carries from step to step (a pytree).
+
+    Attributes:
+      params: the model parameters.
+      opt_state: the Optax state (moments, step counts, schedules).
+      state: the model state (BatchNorm statistics), ``None`` for stateless models.
+      step: the number of optimizer steps taken (a scalar int32 array).
+    """
+
+    params: Params
+    opt_state: Any
+    state: Any
+    step: Array
+
+
+def _split_batch(fn: str, batch: Any) -> tuple[Any, Any]:
+    if isinstance(batch, Mapping) and {"x", "y"} <= set(batch):
+        return batch["x"], batch["y"]
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    raise ShapeError(
+        f"{fn}: a batch must be a pair (inputs, targets) or a dict with keys 'x' and "
+        f"'y', got {type(batch).__name__}"
+        + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+        + "."
+    )
+
+
+def _forward(
+    model: Layer,
+    policy: Policy | None,
+    params: Params,
+    x: Any,
+    *,
+    key: PRNGKey | None,
+    state: Any,
+    train: bool,
+) -> tuple[Any, Any]:
+    """``(outputs, new_state)`` under the policy; outputs in the output dtype."""
+    if policy is not None:
+        params, x = policy.cast_to_compute(params), policy.cast_to_compute(x)
+    if model.stateful:
+        y, new_state = model.apply(params, x, key=key, state=state, train=train)
+    else:
+        y, new_state = model.apply(params, x, key=key, train=train), None
+    if policy is not None:
+        y = policy.cast_to_output(y)
+    return y, new_state
+
+
+def _global_norm(tree: Any) -> Array:
+    """sqrt of the sum of squares of every leaf, accumulated in float32 or wider."""
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return jnp.zeros((), jnp.float32)
+    dt = functools.reduce(
+        jnp.promote_types, [leaf.dtype for leaf in leaves], jnp.float32
+    )
+    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf.astype(dt))) for leaf in leaves))
+
+
+def _reduce(per_example: Array, reduction: str) -> Array:
+    return jnp.mean(per_example) if reduction == "mean" else jnp.sum(per_example)
+
+
+def _check_state_arg(fn: str, model: Layer, state: Any) -> None:
+    if model.stateful and state is None:
+        raise StateError(
+            f"{fn}: {model.desc} is stateful (it holds running statistics) and needs "
+            "state=. Build it with `_, state = model.init_state(input_shape)` and pass "
+            "the state the previous step returned."
+        )
+    if not model.stateful and state is not None:
+        raise StateError(
+            f"{fn}: {model.desc} has no stateful layers, so it takes no state=; "
+            "drop the argument."
+        )
+
+
+def make_train_step(
+    model: Layer,
+    loss: Callable[..., Array],
+    optimizer: optax.GradientTransformation,
+    *,
+    reduction: str = "mean",
+    metrics: Mapping[str, Metric] | None = None,
+    policy: Policy | str | None = None,
+    gradients: str = "autodiff",
+) -> Callable[..., tuple[Any, ...]]:
+    """A pure train step: forward, loss, gradient, Optax update.
+
+    Args:
+      model: any jaxnet layer or model.
+      loss: ``loss(outputs, targets) -> per-example losses`` (e.g. a function from
+        :mod:`jaxnet.losses`).
+      optimizer: any Optax ``GradientTransformation`` (chains with clipping, schedules,
+        ``optax.MultiSteps`` for gradient accumulation, ...).
+      reduction: ``"mean"`` or ``"sum"`` of the per-example losses.
+      metrics: extra ``name -> metric(outputs, targets)`` returning per-example values
+        (e.g. ``{"accuracy": jaxnet.accuracy}``), averaged over the batch.
+      policy: a :class:`Policy` or a compute dtype such as ``"bfloat16"``.
+      gradients: ``"autodiff"`` (``jax.value_and_grad``) or ``"analytic"`` (the
+        hand-written backward of :mod:`jaxnet.analytic`; built-in layers and losses
+        only, no policy).
+
+    Returns:
+      ``step(params, opt_state, batch, *, key=None) -> (params, opt_state, metrics)``
+      where ``batch`` is ``(x, y)`` (or ``{"x": x, "y": y}``), ``key`` is this step's
+      PRNG key (for dropout) and ``metrics`` holds ``loss``, ``grad_norm`` (the global
+      norm of the gradient before the optimizer) and the extra metrics. For a
+      stateful model (BatchNorm) the step takes ``state=`` and returns
+      ``(params, opt_state, metrics, state)``. The step is pure: jit it
+      (``jax.jit(step)``) or use :func:`jit_step`.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax, jaxnet
+      >>> model = jaxnet.serial(jaxnet.Dense(1))
+      >>> _, params = model.init(jax.random.key(0), (None, 2))
+      >>> opt = optax.sgd(0.1)
+      >>> step = jax.jit(jaxnet.make_train_step(model, jaxnet.losses.mse, opt))
+      >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+      >>> params, opt_state, m = step(params, opt.init(params), (x, y))
+      >>> sorted(m)
+      ['grad_norm', 'loss']
+    """
+    if reduction not in ("mean", "sum"):
+        raise ValueError(
+            f"make_train_step: reduction must be 'mean' or 'sum', got {reduction!r}."
+        )
+    if gradients not in ("autodiff", "analytic"):
+        raise ValueError(
+            "make_train_step: gradients must be 'autodiff' or 'analytic', got "
+            f"{gradients!r}."
+        )
+    if not hasattr(optimizer, "update") or not hasattr(optimizer, "init"):
+        raise TypeError(
+            "make_train_step: optimizer must be an optax.GradientTransformation "
+            f"(e.g. optax.adam(1e-3)), got {type(optimizer).__name__}."
+        )
+    policy = Policy.of(policy)
+    if gradients == "analytic" and policy is not None:
+        raise ValueError(
+            "make_train_step: a dtype policy needs gradients='autodiff'; the analytic "
+            "path computes in the parameters' dtype."
+        )
+    extra = dict(metrics or {})
+    analytic_vg = (
+        _analytic.value_and_grad(model, loss, reduction=reduction)
+        if gradients == "analytic"
+        else None
+    )
+
+    def objective(params: Params, x: Any, y: Any, key: Any, state: Any) -> Any:
+        out, new_state = _forward(
+            model, policy, params, x, key=key, state=state, train=True
+        )
+        return _reduce(loss(out, y), reduction), (out, new_state)
+
+    def step(
+        params: Params,
+        opt_state: Any,
+        batch: Any,
+        *,
+        key: PRNGKey | None = None,
+        state: Any = None,
+    ) -> tuple[Any, ...]:
+        _check_state_arg("train step", model, state)
+        x, y = _split_batch("train step", batch)
+        if analytic_vg is None:
+            (value, (out, new_state)), grads = jax.value_and_grad(
+                objective, has_aux=True
+            )(params, x, y, key, state)
+        else:
+            options = {"train": True} | ({"state": state} if model.stateful else {})
+            value, grads = analytic_vg(params, x, y, key=key, **options)
+            new_state = None
+            if model.stateful:
+                value, new_state = value
+            out = None
+            if extra:  # the hand-written path returns no outputs: one more forward
+                out, _ = _forward(
+                    model, None, params, x, key=key, state=state, train=True
+                )
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        m = {"loss": value.astype(jnp.float32), "grad_norm": _global_norm(grads)}
+        for name, fn in extra.items():
+            m[name] = jnp.mean(fn(out, y)).astype(jnp.float32)
+        if model.stateful:
+            return params, opt_state, m, new_state
+        return params, opt_state, m
+
+    step.model = model  # type: ignore[attr-defined]
+    step.optimizer = optimizer  # type: ignore[attr-defined]
+    return step
+
+
+def make_eval_step(
+    model: Layer,
+    loss: Callable[..., Array],
+    *,
+    metrics: Mapping[str, Metric] | None = None,
+    policy: Policy | str | None = None,
+) -> Callable[..., dict[str, Array]]:
+    """A pure evaluation step: ``eval_step(params, batch, *, state=None) -> metrics``.
+
+    Runs the model with ``train=False`` (dropout off, BatchNorm on its running
+    statistics) and returns per-example ``loss`` and metric values; see
+    :func:`evaluate` for the dataset mean. Per-example values (not means) let a caller
+    mask padded examples exactly.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jaxnet
+      >>> model = jaxnet.Dense(2)
+      >>> _, params = model.init(jax.random.key(0), (None, 3))
+      >>> ev = jaxnet.make_eval_step(model, jaxnet.losses.mse)
+      >>> ev(params, (jnp.ones((5, 3)), jnp.zeros((5, 2))))["loss"].shape
+      (5,)
+    """
+    policy = Policy.of(policy)
+    extra = dict(metrics or {})
+
+    def eval_step(params: Params, batch: Any, *, state: Any = None) -> dict[str, Array]:
+        _check_state_arg("eval step", model, state)
+        x, y = _split_batch("eval step", batch)
+        out, _ = _forward(model, policy, params, x, key=None, state=state, train=False)
+        per = loss(out, y)
+        n = jax.tree.leaves(x)[0].shape[0]
+        m = {"loss": per.reshape(n, -1).mean(axis=1).astype(jnp.float32)}
+        for name, fn in extra.items():
+            m[name] = fn(out, y).reshape(n, -1).mean(axis=1).astype(jnp.float32)
+        return m
+
+    return eval_step
+
+
+# ------------------------------------------------------------------ data handling
+
+
+def _num_examples(fn: str, x: Any, y: Any) -> int:
+    sizes = {tuple(a.shape[:1]) for a in jax.tree.leaves((x, y))}
+    if len(sizes) != 1 or () in sizes:
+        shapes = [fmt_shape(a.shape) for a in jax.tree.leaves((x, y))]
+        raise ShapeError(
+            f"{fn}: inputs and targets must share their first (example) axis, got "
+            f"shapes {', '.join(shapes)}."
+        )
+    return sizes.pop()[0]
+
+
+def _take(tree: Any, idx: Array) -> Any:
+    return jax.tree.map(lambda a: jnp.take(a, idx, axis=0), tree)
+
+
+def evaluate(
+    model: Layer,
+    loss: Callable[..., Array],
+    params: Params,
+    data: tuple[Any, Any],
+    *,
+    batch_size: int = 256,
+    metrics: Mapping[str, Metric] | None = None,
+    state: Any = None,
+    policy: Policy | str | None = None,
+) -> dict[str, float]:
+    """Mean loss and metrics over a whole dataset, every example counted once.
+
+    The data are cut into ``batch_size`` batches, the last one padded and masked, and
+    the batches run in one jitted ``lax.scan``.
+
+    Returns:
+      ``{"loss": ..., **metrics}`` as Python floats.
+    """
+    x, y = _split_batch("evaluate", data)
+    n = _num_examples("evaluate", x, y)
+    if n == 0:
+        raise ShapeError("evaluate: the dataset is empty.")
+    fn = _evaluate_fn(model, loss, tuple(sorted((metrics or {}).items())), policy)
+    batch_size = max(1, min(int(batch_size), n))
+    out = fn(params, state, x, y, batch_size)
+    return {k: float(v) for k, v in out.items()}
+
+
+@functools.lru_cache(maxsize=64)
+def _evaluate_fn(
+    model: Layer, loss: Any, metrics: tuple[tuple[str, Metric], ...], policy: Any
+) -> Callable[..., Any]:
+    eval_step = make_eval_step(model, loss, metrics=dict(metrics), policy=policy)
+
+    @functools.partial(jax.jit, static_argnums=4)
+    def run(params: Params, state: Any, x: Any, y: Any, batch_size: int) -> Any:
+        n = jax.tree.leaves(x)[0].shape[0]
+        nb = -(-n // batch_size)
+        idx = jnp.arange(nb * batch_size)
+        mask = (idx < n).astype(jnp.float32).reshape(nb, batch_size)
+        idx = jnp.minimum(idx, n - 1).reshape(nb, batch_size)
+
+        def body(total: Any, inputs: Any) -> Any:
+            i, w = inputs
+            per = eval_step(params, (_take(x, i), _take(y, i)), state=state)
+            return jax.tree.map(lambda t, v: t + jnp.sum(v * w), total, per), None
+
+        zeros = jax.tree.map(
+            lambda s: jnp.zeros((), jnp.float32),
+            jax.eval_shape(
+                lambda: eval_step(
+                    params, (_take(x, idx[0]), _take(y, idx[0])), state=state
+                )
+            ),
+        )
+        total, _ = jax.lax.scan(body, zeros, (idx, mask))
+        return jax.tree.map(lambda t: t / n, total)
+
+    return run
+
+
+# ------------------------------------------------------------------ fused loops
+
+
+def _as_state_step(step: Callable[..., Any], stateful: bool) -> Callable[..., Any]:
+    """Adapt a public step to ``(TrainState, batch, key) -> (TrainState, metrics)``."""
+
+    def ts_step(ts: TrainState, batch: Any, key: PRNGKey) -> tuple[TrainState, Any]:
+        if stateful:
+            params, opt_state, m, state = step(
+                ts.params, ts.opt_state, batch, key=key, state=ts.state
+            )
+        else:
+            params, opt_state, m = step(ts.params, ts.opt_state, batch, key=key)
+            state = None
+        return TrainState(params, opt_state, state, ts.step + 1), m
+
+    return ts_step
+
+
+def split_key(key: PRNGKey) -> tuple[PRNGKey, PRNGKey, PRNGKey]:
+    """``(init_key, shuffle_key, step_key)``: the three streams a run draws from."""
+    k = jax.random.split(key, 3)
+    return k[0], k[1], k[2]
+
+
+def _run_steps(
+    ts_step: Callable[..., Any],
+    ts: TrainState,
+    x: Any,
+    y: Any,
+    shuffle_key: PRNGKey,
+    step_key: PRNGKey,
+    epoch: Array,
+    first_batch: Array,
+    *,
+    num_steps: int,
+    batch_size: int,
+    shuffle: bool,
+) -> tuple[TrainState, Any]:
+    """``num_steps`` consecutive batches of one epoch, in one ``lax.scan``."""
+    n = jax.tree.leaves(x)[0].shape[0]
+    if shuffle:
+        order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n)
+    else:
+        order = jnp.arange(n)
+
+    def body(ts: TrainState, b: Array) -> tuple[TrainState, Any]:
+        idx = jax.lax.dynamic_slice_in_dim(order, b * batch_size, batch_size)
+        key = jax.random.fold_in(step_key, ts.step)
+        return ts_step(ts, (_take(x, idx), _take(y, idx)), key)
+
+    return jax.lax.scan(body, ts, first_batch + jnp.arange(num_steps))
+
+
+def train_scan(
+    step: Callable[..., Any],
+    params: Params,
+    opt_state: Any,
+    data: tuple[Any, Any],
+    *,
+    key: PRNGKey,
+    epochs: int,
+    batch_size: int | None = None,
+    shuffle: bool = True,
+    state: Any = None,
+) -> tuple[TrainState, dict[str, Array]]:
+    """Train for whole epochs inside one jitted ``lax.scan`` (data fit in memory).
+
+    One dispatch runs the whole run: per epoch a permutation from
+    ``fold_in(shuffle_key, epoch)``, then ``n // batch_size`` steps (the remainder of
+    the permutation is dropped that epoch), step ``s`` drawing its key from
+    ``fold_in(step_key, s)``, where ``(_, shuffle_key, step_key) = split_key(key)``.
+
+    Args:
+      step: from :func:`make_train_step` (not jitted; this jits the whole loop).
+      params, opt_state: the starting point; ``state=`` for stateful models.
+      data: ``(x, y)`` arrays (or pytrees of arrays) with a shared first axis.
+      key: the run's key.
+      epochs: number of passes.
+      batch_size: examples per step; ``None`` for full-batch training.
+      shuffle: permute every epoch.
+
+    Returns:
+      ``(TrainState, metrics)`` with every metric stacked as ``(epochs,
+      steps_per_epoch)``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax, jaxnet
+      >>> model = jaxnet.Dense(1)
+      >>> _, params = model.init(jax.random.key(0), (None, 2))
+      >>> opt = optax.sgd(0.5)
+      >>> step = jaxnet.make_train_step(model, jaxnet.losses.mse, opt)
+      >>> x = jax.random.normal(jax.random.key(1), (100, 2))
+      >>> y = x @ jnp.array([[1.0], [-2.0]])
+      >>> ts, m = jaxnet.train_scan(step, params, opt.init(params), (x, y),
+      ...                           key=jax.random.key(2), epochs=50)
+      >>> m["loss"].shape, bool(m["loss"][-1, 0] < 1e-6)
+      ((50, 1), True)
+    """
+    x, y = _split_batch("train_scan", data)
+    n = _num_examples("train_scan", x, y)
+    bs = _batch_size("train_scan", batch_size, n)
+    model = getattr(step, "model", None)
+    stateful = bool(model is not None and model.stateful)
+    if model is not None:
+        _check_state_arg("train_scan", model, state)
+    ts = TrainState(params, opt_state, state, jnp.zeros((), jnp.int32))
+    fn = _train_scan_fn(step, stateful, int(epochs), bs, n // bs, bool(shuffle))
+    _, shuffle_key, step_key = split_key(key)
+    return fn(ts, x, y, shuffle_key, step_key)
+
+
+def _batch_size(fn: str, batch_size: int | None, n: int) -> int:
+    if n == 0:
+        raise ShapeError(f"{fn}: the training data are empty.")
+    bs = n if batch_size is None else int(batch_size)
+    if not 1 <= bs <= n:
+        raise ShapeError(
+            f"{fn}: batch_size must be between 1 and the number of examples ({n}), got "
+            f"{batch_size}. Use batch_size=None for full-batch training."
+        )
+    return bs
+
+
+@functools.lru_cache(maxsize=32)
+def _train_scan_fn(
+    step: Callable[..., Any],
+    stateful: bool,
+    epochs: int,
+    batch_size: int,
+    steps_per_epoch: int,
+    shuffle: bool,
+) -> Callable[..., Any]:
+    ts_step = _as_state_step(step, stateful)
+
+    @jax.jit
+    def run(ts: TrainState, x: Any, y: Any, shuffle_key: Any, step_key: Any) -> Any:
+        def epoch_body(ts: TrainState, epoch: Array) -> Any:
+            return _run_steps(
+                ts_step,
+                ts,
+                x,
+                y,
+                shuffle_key,
+                step_key,
+                epoch,
+                jnp.zeros((), jnp.int32),
+                num_steps=steps_per_epoch,
+                batch_size=batch_size,
+                shuffle=shuffle,
+            )
+
+        return jax.lax.scan(epoch_body, ts, jnp.arange(epochs))
+
+    return run
+
+
+@functools.lru_cache(maxsize=32)
+def _chunk_fn(
+    step: Callable[..., Any],
+    stateful: bool,
+    num_steps: int,
+    batch_size: int,
+    shuffle: bool,
+    donate: bool,
+) -> Callable[..., Any]:
+    """A jitted run of ``num_steps`` batches of one epoch (what :func:`fit` calls)."""
+    ts_step = _as_state_step(step, stateful)
+
+    def run(ts, x, y, shuffle_key, step_key, epoch, first_batch):  # noqa: ANN001
+        return _run_steps(
+            ts_step,
+            ts,
+            x,
+            y,
+            shuffle_key,
+            step_key,
+            epoch,
+            first_batch,
+            num_steps=num_steps,
+            batch_size=batch_size,
+            shuffle=shuffle,
+        )
+
+    return jax.jit(run, donate_argnums=(0,) if donate else ())
+
+
+# --------------------------------------------------------------- jitted steps
+
+
+def _signature(tree: Any) -> tuple[Any, ...]:
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((tuple(np.shape(a)), str(jnp.result_type(a))) for a in leaves)
+
+
+def _describe(sig: tuple[Any, ...]) -> str:
+    return ", ".join(f"{dt}{fmt_shape(shape)}" for shape, dt in sig[1])
+
+
+class JittedStep:
+    """A jitted train step that refuses a batch shaped unlike the first one.
+
+    A new batch shape or dtype would make ``jax.jit`` trace and compile the step again
+    (seconds, silently, every time the shape changes: e.g. a smaller last batch). This
+    wrapper raises instead, naming both signatures, unless ``allow_recompile=True``.
+    Parameters and optimizer state are donated (their buffers are reused for the
+    outputs), so do not use the arrays you passed in after the call.
+    """
+
+    def __init__(
+        self,
+        step: Callable[..., Any],
+        *,
+        donate: bool = True,
+        allow_recompile: bool = False,
+    ) -> None:
+        self.step = step
+        self.allow_recompile = allow_recompile
+        self._first: tuple[Any, ...] | None = None
+        self._jitted = jax.jit(step, donate_argnums=(0, 1) if donate else ())
+        functools.update_wrapper(self, step)
+
+    def __call__(self, params: Params, opt_state: Any, batch: Any, **kw: Any) -> Any:
+        sig = _signature(batch)
+        if self._first is None:
+            self._first = sig
+        elif sig != self._first and not self.allow_recompile:
+            raise ShapeError(
+                f"jitted train step: this batch is {_describe(sig)} but the first batch "
+                f"was {_describe(self._first)}; a new shape or dtype would silently "
+                "recompile the step. Make every batch the same shape (drop or pad the "
+                "last one, cast dtypes once), or pass allow_recompile=True to "
+                "jit_step."
+            )
+        return self._jitted(params, opt_state, batch, **kw)
+
+
+def jit_step(
+    step: Callable[..., Any], *, donate: bool = True, allow_recompile: bool = False
+) -> JittedStep:
+    """Jit a train step with buffer donation and a guard against silent recompiles.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax, jaxnet
+      >>> model = jaxnet.Dense(1)
+      >>> _, params = model.init(jax.random.key(0), (None, 2))
+      >>> opt = optax.sgd(0.1)
+      >>> step = jaxnet.jit_step(jaxnet.make_train_step(model, jaxnet.losses.mse, opt))
+      >>> params, s, m = step(params, opt.init(params), (jnp.ones((4, 2)), jnp.ones((4, 1))))
+      >>> step(params, s, (jnp.ones((3, 2)), jnp.ones((3, 1))))
+      Traceback (most recent call last):
+      ...
+      jaxnet._errors.ShapeError: jitted train step: this batch is float32(3, 2), float32(3, 1) but the first batch was float32(4, 2), float32(4, 1); a new shape or dtype would silently recompile the step. Make every batch the same shape (drop or pad the last one, cast dtypes once), or pass allow_recompile=True to jit_step.
+    """
+    return JittedStep(step, donate=donate, allow_recompile=allow_recompile)
+
+
+__all__ = [
+    "JittedStep",
+    "Metric",
+    "Policy",
+    "TrainState",
+    "accuracy",
+    "evaluate",
+    "jit_step",
+    "make_eval_step",
+    "make_train_step",
+    "split_key",
+    "train_scan",
+]
