@@ -1,9 +1,16 @@
 """``python -m benchmarks``: autodiff vs hand-written gradient steps, side by side.
 
-This first case is the MLP 784-512-512-10 with softmax cross-entropy and an SGD step,
-at batch 128 and 1024: ``jax.grad`` through jaxnet vs ``jaxnet.analytic`` (backprop
-written by hand). The full suite (more cases, FLOP fractions, memory, peers) grows on
-this runner.
+Cases (``--case``):
+
+* ``mlp``: the MLP 784-512-512-10 with softmax cross-entropy and an SGD step, at batch
+  128 and 1024: ``jax.grad`` through jaxnet vs ``jaxnet.analytic`` (backprop written by
+  hand).
+* ``seed``: logistic regression, 2 features, 100 samples, 100 full-batch SGD epochs:
+  a per-step jitted Python loop vs the fused ``lax.scan`` (``jaxnet.train_scan``) vs
+  NumPy by hand (vs PyTorch eager where importable); see ``benchmarks/seed.py``.
+
+``--quick`` runs fewer repeats (the whole run in under about a minute). The full suite
+(more cases, FLOP fractions, memory, peers) grows on this runner.
 """
 
 from __future__ import annotations
@@ -23,9 +30,12 @@ import jaxnet
 from jaxnet import analytic, losses
 
 from ._timing import compile_times, paired, ratios, summary
+from .seed import format_seed, seed_case
 
 
-def mlp_case(batch: int, *, lr: float = 1e-2) -> dict[str, Any]:
+def mlp_case(
+    batch: int, *, lr: float = 1e-2, repeats: int = 15, min_time: float = 0.05
+) -> dict[str, Any]:
     """Build, verify and time one MLP gradient step both ways."""
     model = jaxnet.serial(
         jaxnet.Dense(512),
@@ -88,7 +98,7 @@ def mlp_case(batch: int, *, lr: float = 1e-2) -> dict[str, Any]:
         comp[name] = {"trace_s": t_trace, "compile_s": t_compile}
 
     # 3. Steady state, interleaved.
-    times = paired(fns, args)
+    times = paired(fns, args, repeats=repeats, min_time=min_time)
     return {
         "case": f"mlp_784_512_512_10_b{batch}",
         "batch": batch,
@@ -122,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the cases and print a table (and JSON with ``--out``)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--batch", type=int, nargs="*", default=[128, 1024])
+    parser.add_argument("--case", choices=("mlp", "seed", "all"), default="all")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer repeats (about a minute in all)"
+    )
     parser.add_argument(
         "--out", default=None, help="write results.json into this directory"
     )
@@ -129,12 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     env = environment()
     print(f"env: {env}")
     rows = []
-    print(
-        f"{'case':<28} {'max rel diff':>12} {'forward ms':>11} {'autodiff ms':>12} "
-        f"{'hand ms':>9} {'autodiff/hand (min-max)':>26} {'grad/fwd':>9}"
-    )
-    for b in args.batch:
-        r = mlp_case(b)
+    timing = {"repeats": 5, "min_time": 0.01} if args.quick else {}
+    batches = args.batch if args.case in ("mlp", "all") else []
+    if batches:
+        print(
+            f"{'case':<28} {'max rel diff':>12} {'forward ms':>11} {'autodiff ms':>12} "
+            f"{'hand ms':>9} {'autodiff/hand (min-max)':>26} {'grad/fwd':>9}"
+        )
+    for b in batches:
+        r = mlp_case(b, **timing)
         rows.append({**env, **r})
         t = r["time_s"]
         ra = r["ratio_autodiff_over_hand"]
@@ -145,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{ra['median']:>8.3f} ({ra['min']:.3f}-{ra['max']:.3f}){'':>5} "
             f"{r['ratio_grad_over_forward']['median']:>9.2f}"
         )
+    if args.case in ("seed", "all"):
+        r = seed_case(**({"repeats": 9, "min_time": 0.02} if args.quick else {}))
+        rows.append({**env, **r})
+        print(format_seed(r))
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "results.json"), "w") as fh:

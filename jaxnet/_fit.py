@@ -407,7 +407,9 @@ def fit(
                 k = min(k_call, spe - b)
                 fn = _chunk_fn(step, stateful, k, bs, bool(shuffle), True)
                 step0 = int(ts.step)
-                ts, m = fn(ts, x, y, shuffle_key, step_key, epoch, b)
+                ts, m = fn(
+                    ts, x, y, shuffle_key, step_key, np.int32(epoch), np.int32(b)
+                )
                 m = {name: np.asarray(v) for name, v in m.items()}
                 if stop_on_nan:
                     _check_finite(m["loss"], step0, epoch, b, spe, history, checkpoint)

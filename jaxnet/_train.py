@@ -201,14 +201,16 @@ def _forward(
     return y, new_state
 
 
+def _itemsize(dtype: Any) -> int:
+    return jnp.dtype(dtype).itemsize
+
+
 def _global_norm(tree: Any) -> Array:
     """sqrt of the sum of squares of every leaf, accumulated in float32 or wider."""
     leaves = jax.tree.leaves(tree)
     if not leaves:
         return jnp.zeros((), jnp.float32)
-    dt = functools.reduce(
-        jnp.promote_types, [leaf.dtype for leaf in leaves], jnp.float32
-    )
+    dt = max([jnp.dtype(jnp.float32)] + [leaf.dtype for leaf in leaves], key=_itemsize)
     return jnp.sqrt(sum(jnp.sum(jnp.square(leaf.astype(dt))) for leaf in leaves))
 
 
@@ -518,7 +520,7 @@ def _run_steps(
         key = jax.random.fold_in(step_key, ts.step)
         return ts_step(ts, (_take(x, idx), _take(y, idx)), key)
 
-    return jax.lax.scan(body, ts, first_batch + jnp.arange(num_steps))
+    return jax.lax.scan(body, ts, first_batch + jnp.arange(num_steps, dtype=jnp.int32))
 
 
 def train_scan(
@@ -573,10 +575,11 @@ def train_scan(
     stateful = bool(model is not None and model.stateful)
     if model is not None:
         _check_state_arg("train_scan", model, state)
-    ts = TrainState(params, opt_state, state, jnp.zeros((), jnp.int32))
+    # Everything, the key split included, happens inside one jitted call: eager
+    # dispatches outside it would cost more than 100 epochs of a small model.
+    ts = TrainState(params, opt_state, state, 0)
     fn = _train_scan_fn(step, stateful, int(epochs), bs, n // bs, bool(shuffle))
-    _, shuffle_key, step_key = split_key(key)
-    return fn(ts, x, y, shuffle_key, step_key)
+    return fn(ts, x, y, key)
 
 
 def _batch_size(fn: str, batch_size: int | None, n: int) -> int:
@@ -603,7 +606,10 @@ def _train_scan_fn(
     ts_step = _as_state_step(step, stateful)
 
     @jax.jit
-    def run(ts: TrainState, x: Any, y: Any, shuffle_key: Any, step_key: Any) -> Any:
+    def run(ts: TrainState, x: Any, y: Any, key: Any) -> Any:
+        _, shuffle_key, step_key = split_key(key)
+        ts = ts._replace(step=jnp.asarray(ts.step, jnp.int32))
+
         def epoch_body(ts: TrainState, epoch: Array) -> Any:
             return _run_steps(
                 ts_step,
@@ -619,7 +625,7 @@ def _train_scan_fn(
                 shuffle=shuffle,
             )
 
-        return jax.lax.scan(epoch_body, ts, jnp.arange(epochs))
+        return jax.lax.scan(epoch_body, ts, jnp.arange(epochs, dtype=jnp.int32))
 
     return run
 

@@ -523,3 +523,36 @@ def test_fit_trains_a_stateful_model_in_bfloat16():
     assert {leaf.dtype for leaf in jax.tree.leaves(r.params)} == {
         jnp.dtype(jnp.float32)
     }
+
+
+def test_loops_run_under_strict_promotion_with_x64():
+    """The library's own loops mix no dtypes (optax.sgd does not either)."""
+    with jax.numpy_dtype_promotion("strict"):
+        x, y = _data(n=32)
+        model = _mlp()
+        params = _init(model, x)
+        opt = optax.sgd(0.1)
+        step = jaxnet.make_train_step(model, XENT, opt)
+        ts, m = jaxnet.train_scan(
+            step,
+            params,
+            opt.init(params),
+            (x, y),
+            key=jax.random.key(0),
+            epochs=2,
+            batch_size=8,
+        )
+        r = jaxnet.fit(
+            model,
+            XENT,
+            opt,
+            (x, y),
+            key=jax.random.key(0),
+            epochs=2,
+            batch_size=8,
+            params=params,
+            steps_per_call=3,
+            progress=False,
+        )
+    assert int(ts.step) == r.step == 8
+    _assert_trees_close(r.params, ts.params)
