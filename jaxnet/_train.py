@@ -594,6 +594,23 @@ def _batch_size(fn: str, batch_size: int | None, n: int) -> int:
     return bs
 
 
+def _steps_fn(
+    step: Callable[..., Any],
+    stateful: bool,
+    num_steps: int,
+    batch_size: int,
+    shuffle: bool,
+) -> Callable[..., Any]:
+    """``run(ts, x, y, shuffle_key, step_key, epoch, first_batch)``: one scan."""
+    return functools.partial(
+        _run_steps,
+        _as_state_step(step, stateful),
+        num_steps=num_steps,
+        batch_size=batch_size,
+        shuffle=shuffle,
+    )
+
+
 @functools.lru_cache(maxsize=32)
 def _train_scan_fn(
     step: Callable[..., Any],
@@ -603,7 +620,7 @@ def _train_scan_fn(
     steps_per_epoch: int,
     shuffle: bool,
 ) -> Callable[..., Any]:
-    ts_step = _as_state_step(step, stateful)
+    run_epoch = _steps_fn(step, stateful, steps_per_epoch, batch_size, shuffle)
 
     @jax.jit
     def run(ts: TrainState, x: Any, y: Any, key: Any) -> Any:
@@ -611,19 +628,8 @@ def _train_scan_fn(
         ts = ts._replace(step=jnp.asarray(ts.step, jnp.int32))
 
         def epoch_body(ts: TrainState, epoch: Array) -> Any:
-            return _run_steps(
-                ts_step,
-                ts,
-                x,
-                y,
-                shuffle_key,
-                step_key,
-                epoch,
-                jnp.zeros((), jnp.int32),
-                num_steps=steps_per_epoch,
-                batch_size=batch_size,
-                shuffle=shuffle,
-            )
+            zero = jnp.zeros((), jnp.int32)
+            return run_epoch(ts, x, y, shuffle_key, step_key, epoch, zero)
 
         return jax.lax.scan(epoch_body, ts, jnp.arange(epochs, dtype=jnp.int32))
 
@@ -640,23 +646,7 @@ def _chunk_fn(
     donate: bool,
 ) -> Callable[..., Any]:
     """A jitted run of ``num_steps`` batches of one epoch (what :func:`fit` calls)."""
-    ts_step = _as_state_step(step, stateful)
-
-    def run(ts, x, y, shuffle_key, step_key, epoch, first_batch):  # noqa: ANN001
-        return _run_steps(
-            ts_step,
-            ts,
-            x,
-            y,
-            shuffle_key,
-            step_key,
-            epoch,
-            first_batch,
-            num_steps=num_steps,
-            batch_size=batch_size,
-            shuffle=shuffle,
-        )
-
+    run = _steps_fn(step, stateful, num_steps, batch_size, shuffle)
     return jax.jit(run, donate_argnums=(0,) if donate else ())
 
 
