@@ -92,7 +92,10 @@ class FitResult:
         True)``, the best epoch's) parameters, the Optax state, the model state.
       step: optimizer steps taken in total (across resumes).
       history: one dict per epoch (``epoch``, ``step``, ``loss``, the metrics,
-        ``val_*``, ``seconds``, ``examples_per_second``): plain Python data.
+        ``val_*``, ``seconds``, ``examples_per_second``, ``compile_seconds``):
+        plain Python data. For array data each program is compiled ahead of time
+        and its compile time reported apart (``seconds`` excludes it); for batch
+        iterators the first step's compile is inside the first epoch's ``seconds``.
       stopped_early: whether early stopping ended the run.
       best_epoch: the epoch early stopping judged best (``None`` without it).
       resumed_from: the epoch the run resumed after (0 for a fresh run).
@@ -150,12 +153,17 @@ class _Progress:
     def end_epoch(self, row: Mapping[str, Any]) -> None:
         if self.stream is None:
             return
-        skip = {"epoch", "step", "seconds", "examples_per_second"}
+        skip = {"epoch", "step", "seconds", "examples_per_second", "compile_seconds"}
         parts = [f"{k} {v:.4g}" for k, v in row.items() if k not in skip]
         self._write(
             f"epoch {row['epoch']}/{self.epochs}  "
             + "  ".join(parts)
-            + f"  ({row['seconds']:.2f} s, {row['examples_per_second']:,.0f} ex/s)",
+            + f"  ({row['seconds']:.2f} s, {row['examples_per_second']:,.0f} ex/s"
+            + (
+                f", compile {row['compile_seconds']:.2f} s)"
+                if row.get("compile_seconds")
+                else ")"
+            ),
             end="\n",
         )
 
@@ -369,6 +377,7 @@ def fit(
     best: dict[str, Any] = {"value": None, "epoch": None, "wait": 0, "params": None}
     keep_best = early_stopping is not None and early_stopping.restore_best
     start_epoch = 0
+    stopped = False
 
     def snapshot() -> dict[str, Any]:
         return {"train": ts, "best": best["params"] if keep_best else None}
@@ -384,6 +393,9 @@ def fit(
         start_epoch = int(meta["epoch"])
         best.update(meta["early_stopping"])
         best["params"] = tree["best"] if keep_best else None
+        # A run that early stopping ended stays ended: rerunning the same call
+        # returns its result instead of training on.
+        stopped = bool(meta.get("stopped", False))
     resumed_from = start_epoch
 
     stateful = model.stateful
@@ -395,9 +407,12 @@ def fit(
         jitted = jit_step(step, donate=True)
         ts_step = _as_state_step(jitted, stateful)
 
-    stopped = False
+    compiled: dict[int, Any] = {}  # steps per call -> compiled program
     for epoch in range(start_epoch, epochs):
+        if stopped:
+            break
         t0 = time.perf_counter()
+        compile_seconds = 0.0
         sums: dict[str, float] = {}
         steps = 0
         examples = 0
@@ -405,11 +420,14 @@ def fit(
             b = 0
             while b < spe:
                 k = min(k_call, spe - b)
-                fn = _chunk_fn(step, stateful, k, bs, bool(shuffle), True)
+                args = (ts, x, y, shuffle_key, step_key, np.int32(epoch), np.int32(b))
+                if k not in compiled:  # ahead of time, so that it is timed apart
+                    tc = time.perf_counter()
+                    fn = _chunk_fn(step, stateful, k, bs, bool(shuffle), True)
+                    compiled[k] = fn.lower(*args).compile()
+                    compile_seconds += time.perf_counter() - tc
                 step0 = int(ts.step)
-                ts, m = fn(
-                    ts, x, y, shuffle_key, step_key, np.int32(epoch), np.int32(b)
-                )
+                ts, m = compiled[k](*args)
                 m = {name: np.asarray(v) for name, v in m.items()}
                 if stop_on_nan:
                     _check_finite(m["loss"], step0, epoch, b, spe, history, checkpoint)
@@ -420,7 +438,8 @@ def fit(
                 b += k
                 steps += k
                 examples += k * bs
-                rate = examples / max(time.perf_counter() - t0, 1e-9)
+                elapsed = time.perf_counter() - t0 - compile_seconds
+                rate = examples / max(elapsed, 1e-9)
                 progress_out.update(epoch + 1, b, spe, float(m["loss"][-1]), rate)
         else:
             for i, batch in enumerate(source(epoch)):
@@ -438,7 +457,7 @@ def fit(
                 examples += jax.tree.leaves(_split_batch("fit", batch)[0])[0].shape[0]
                 rate = examples / max(time.perf_counter() - t0, 1e-9)
                 progress_out.update(epoch + 1, steps, None, float(m["loss"]), rate)
-        seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0 - compile_seconds
         row: dict[str, float] = {"epoch": epoch + 1, "step": int(ts.step)}
         row["loss"] = sums.pop("loss") / max(steps, 1)
         row.update({k: v / max(steps, 1) for k, v in sorted(sums.items())})
@@ -455,6 +474,7 @@ def fit(
             )
             row.update({f"val_{k}": v for k, v in val.items()})
         row["seconds"] = seconds
+        row["compile_seconds"] = compile_seconds
         row["examples_per_second"] = examples / max(seconds, 1e-9)
         history.append(row)
         progress_out.end_epoch(row)
@@ -484,9 +504,8 @@ def fit(
                 best,
                 key,
                 bs if arrays else None,
+                stopped,
             )
-        if stopped:
-            break
 
     params_out = ts.params
     if keep_best and best["params"] is not None:
@@ -556,6 +575,7 @@ def _save_run(
     best: dict[str, Any],
     key: PRNGKey,
     batch_size: int | None,
+    stopped: bool,
 ) -> None:
     from ._checkpoint import save
 
@@ -566,6 +586,7 @@ def _save_run(
         "early_stopping": {k: best[k] for k in ("value", "epoch", "wait")},
         "key": _key_fingerprint(key),
         "batch_size": batch_size,
+        "stopped": stopped,
     }
     save(path, tree, metadata=meta)
 

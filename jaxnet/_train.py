@@ -636,7 +636,6 @@ def _train_scan_fn(
     return run
 
 
-@functools.lru_cache(maxsize=32)
 def _chunk_fn(
     step: Callable[..., Any],
     stateful: bool,
@@ -645,7 +644,10 @@ def _chunk_fn(
     shuffle: bool,
     donate: bool,
 ) -> Callable[..., Any]:
-    """A jitted run of ``num_steps`` batches of one epoch (what :func:`fit` calls)."""
+    """A jitted run of ``num_steps`` batches of one epoch (what :func:`fit` calls).
+
+    Not cached: ``fit`` builds a fresh step (and compiles it ahead of time) per call.
+    """
     run = _steps_fn(step, stateful, num_steps, batch_size, shuffle)
     return jax.jit(run, donate_argnums=(0,) if donate else ())
 

@@ -556,3 +556,23 @@ def test_loops_run_under_strict_promotion_with_x64():
         )
     assert int(ts.step) == r.step == 8
     _assert_trees_close(r.params, ts.params)
+
+
+def test_rerunning_an_early_stopped_run_does_not_train_on(tmp_path):
+    x, y = _data(n=64)
+    kw = dict(
+        epochs=30,
+        validation_data=(x, (y + 1) % 3),
+        early_stopping=jaxnet.EarlyStopping(patience=2),
+        checkpoint=tmp_path / "run.jnc",
+    )
+    first = _fit(**kw)
+    again = _fit(**kw)
+    assert first.stopped_early and again.stopped_early
+    assert again.step == first.step and again.best_epoch == first.best_epoch
+    assert len(again.history) == len(first.history)
+    for u, v in zip(jax.tree.leaves(again.params), jax.tree.leaves(first.params)):
+        assert np.array_equal(np.asarray(u), np.asarray(v))
+    assert (
+        first.history[0]["compile_seconds"] > 0.0 == first.history[1]["compile_seconds"]
+    )

@@ -1,0 +1,47 @@
+"""The digits MLP example trains, round-trips its parameters and resumes (needs sklearn)."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import re
+
+import jax
+import pytest
+
+import jaxnet
+
+pytest.importorskip("sklearn")
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "examples" / "digits_mlp.py"
+
+
+def _example():
+    spec = importlib.util.spec_from_file_location("digits_mlp", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_digits_mlp_trains_saves_loads_and_resumes(tmp_path, capsys):
+    ckpt = tmp_path / "run.jnc"
+    argv = ["--epochs", "6", "--resume-epochs", "2", "--checkpoint", str(ckpt)]
+    with jax.numpy_dtype_promotion("standard"):  # optax's adam needs it
+        code = _example().main([*argv, "--quiet", "--target", "0.94"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+
+    loaded = re.search(r"trained 6 epochs .* test accuracy ([\d.]+)", out)
+    assert loaded and float(loaded.group(1)) >= 0.93, out
+    resumed = re.search(r"resumed from epoch (\d+) .*; (\d+) epochs, (\d+) steps", out)
+    assert resumed, out
+    assert int(resumed.group(1)) == 6  # the second fit continued, it did not restart
+    assert int(resumed.group(2)) == 8
+    assert int(resumed.group(3)) == 8 * (1437 // 64)  # 22 steps per epoch
+    final = float(re.search(r"test accuracy ([\d.]+) on 360 held-out", out).group(1))
+    assert final >= 0.94
+
+    meta = jaxnet.inspect_checkpoint(ckpt)["metadata"]
+    assert meta["epoch"] == 8
+    assert [row["epoch"] for row in meta["history"]] == list(range(1, 9))
+    assert (tmp_path / "params.jnc").exists()

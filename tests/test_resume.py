@@ -1,0 +1,201 @@
+"""Exact resume: a fit() run SIGKILLed mid-run and restarted ends bit-identical.
+
+The kill test runs ``tests/_resume_worker.py`` in real subprocesses: one uninterrupted
+reference run, and one run killed twice with SIGKILL at arbitrary points (after its
+first and after a later checkpoint, plus a seeded random delay) and then restarted to
+completion. The model has Dropout (a key per step) and BatchNorm (model state), and
+trains with Adam (optimizer state), so the final parameters only match bit for bit if
+the checkpoint restores everything and the restarted run replays the same keys, data
+order and programs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+import jaxnet
+from jaxnet import _checkpoint
+
+WORKER = pathlib.Path(__file__).resolve().parent / "_resume_worker.py"
+EPOCHS = 6
+SLOW = 0.15  # seconds per progress write: ~0.75 s per epoch in the slowed runs
+
+
+def _worker_module():
+    spec = importlib.util.spec_from_file_location("_resume_worker", WORKER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_RUNNING: list[subprocess.Popen] = []
+
+
+@pytest.fixture
+def reap():
+    """Kill (by handle) any worker a failing test left running."""
+    yield
+    while _RUNNING:
+        proc = _RUNNING.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        proc.log_file.close()
+
+
+def _start(ckpt: pathlib.Path, out: pathlib.Path, log: pathlib.Path, slow: float):
+    cmd = [sys.executable, str(WORKER), str(ckpt), str(out), "--epochs", str(EPOCHS)]
+    if slow:
+        cmd += ["--slow", str(slow)]
+    f = open(log, "w")  # noqa: SIM115 - closed in _finish / _kill
+    proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+    proc.log_file = f
+    _RUNNING.append(proc)
+    return proc
+
+
+def _finish(proc, timeout: float = 120) -> str:
+    proc.wait(timeout=timeout)
+    proc.log_file.close()
+    text = pathlib.Path(proc.log_file.name).read_text()
+    assert proc.returncode == 0, text
+    return text
+
+
+def _epoch_of(ckpt: pathlib.Path) -> int:
+    return int(jaxnet.inspect_checkpoint(ckpt)["metadata"]["epoch"])
+
+
+def _wait_for_epoch(ckpt: pathlib.Path, proc, at_least: int, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ckpt.exists() and _epoch_of(ckpt) >= at_least:
+            return
+        assert proc.poll() is None, "the worker exited before it was killed"
+        time.sleep(0.02)
+    raise AssertionError(f"no checkpoint of epoch >= {at_least} in {timeout} s")
+
+
+def _kill(proc) -> str:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.log_file.close()
+    return pathlib.Path(proc.log_file.name).read_text()
+
+
+def _payload(path: pathlib.Path) -> bytes:
+    """The file's leaf bytes (the header holds a creation time, so it may differ)."""
+    data = path.read_bytes()
+    header_len = int.from_bytes(data[12:20], "little")
+    return data[20 + header_len : -32]
+
+
+def test_sigkill_mid_run_then_resume_is_bit_identical(tmp_path, reap):
+    rng = random.Random(20260101)
+    ref_dir, run_dir = tmp_path / "reference", tmp_path / "killed"
+    ref_dir.mkdir()
+    run_dir.mkdir()
+    reference = _start(ref_dir / "ck.jnc", ref_dir / "out.jnc", ref_dir / "log", 0.0)
+
+    ckpt, out = run_dir / "ck.jnc", run_dir / "out.jnc"
+    killed_at = []
+    for attempt, at_least in enumerate((1, 0)):
+        proc = _start(ckpt, out, run_dir / f"log{attempt}", SLOW)
+        # the second run resumes; wait until it has written a checkpoint of its own
+        at_least = at_least or killed_at[-1] + 1
+        _wait_for_epoch(ckpt, proc, at_least)
+        time.sleep(rng.choice([0.1, 0.35, 0.6, 0.9]))
+        log = _kill(proc)
+        assert proc.returncode == -signal.SIGKILL, log
+        epoch = _epoch_of(ckpt)
+        assert at_least <= epoch < EPOCHS, log  # killed mid-run, not after the end
+        assert "RESUMED_FROM" not in log and not out.exists()
+        killed_at.append(epoch)
+        last = re.findall(r"^PROGRESS (epoch \d+/\d+.*)$", log, re.M)
+        print(f"kill {attempt}: checkpoint epoch {epoch}; last progress: {last[-1]}")
+
+    text = _finish(_start(ckpt, out, run_dir / "log-final", 0.0))
+    resumed_from = int(re.search(r"^RESUMED_FROM (\d+)$", text, re.M).group(1))
+    assert resumed_from == killed_at[-1] > killed_at[0] >= 1
+    assert re.search(rf"^STEP {EPOCHS * 16}$", text, re.M), text
+    assert _epoch_of(ckpt) == EPOCHS
+
+    ref_text = _finish(reference)
+    assert re.search(r"^RESUMED_FROM 0$", ref_text, re.M), ref_text
+    want = jaxnet.load(ref_dir / "out.jnc")
+    got = jaxnet.load(out, like=want)
+    paths = jax.tree_util.tree_flatten_with_path(want)[0]
+    assert len(paths) == 8  # dense w/b x2, batch-norm scale/offset, mean/var
+    for (path, a), b in zip(paths, jax.tree.leaves(got), strict=True):
+        a, b = np.asarray(a), np.asarray(b)
+        assert a.dtype == b.dtype and a.shape == b.shape, path
+        assert np.array_equal(a, b), f"{jax.tree_util.keystr(path)} differs"
+        assert a.tobytes() == b.tobytes(), jax.tree_util.keystr(path)
+    assert _payload(out) == _payload(ref_dir / "out.jnc")
+    # the run trained (BatchNorm's running mean moved off its zero init)
+    assert np.abs(np.asarray(want["state"]["batch_norm_1"]["mean"])).max() > 1e-3
+
+
+@pytest.fixture
+def standard_promotion():
+    with jax.numpy_dtype_promotion("standard"):  # optax's adam needs it
+        yield
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one(
+    tmp_path, monkeypatch, standard_promotion
+):
+    worker = _worker_module()
+    x, y = worker.data()
+    ckpt = tmp_path / "ck.jnc"
+
+    def run(epochs: int) -> jaxnet.FitResult:
+        return jaxnet.fit(
+            worker.model(),
+            jaxnet.losses.softmax_cross_entropy_with_integer_labels,
+            optax.adam(1e-2),
+            (x, y),
+            key=jax.random.key(7),
+            epochs=epochs,
+            batch_size=worker.BATCH,
+            checkpoint=ckpt,
+            progress=False,
+        )
+
+    first = run(2)
+    assert first.step == 32 and _epoch_of(ckpt) == 2
+    before = ckpt.read_bytes()
+
+    calls = []
+
+    def failing_replace(src, dst):
+        calls.append((src, dst))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_checkpoint.os, "replace", failing_replace)
+    with pytest.raises(jaxnet.CheckpointError, match="previous file, if any, is unch"):
+        run(3)  # resumes after epoch 2, trains epoch 3, fails to save it
+    monkeypatch.undo()
+
+    assert len(calls) == 1 and pathlib.Path(calls[0][1]) == ckpt
+    assert ckpt.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.jnc"]  # no temp left
+    info = jaxnet.inspect_checkpoint(ckpt)
+    assert info["metadata"]["epoch"] == 2
+    assert [row["epoch"] for row in info["metadata"]["history"]] == [1, 2]
+    again = run(2)  # resumes from the intact checkpoint; nothing left to train
+    assert again.resumed_from == 2 and again.step == 32
+    for a, b in zip(jax.tree.leaves(first.params), jax.tree.leaves(again.params)):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
