@@ -1,176 +1,161 @@
-"""``python -m benchmarks``: autodiff vs hand-written gradient steps, side by side.
+"""``python -m benchmarks`` (or ``jaxnet bench``): autodiff vs hand-written vs raw JAX.
 
-Cases (``--case``):
+Cases (``--case``, repeatable: a case name, a family, ``seed`` or ``all``):
 
-* ``mlp``: the MLP 784-512-512-10 with softmax cross-entropy and an SGD step, at batch
-  128 and 1024: ``jax.grad`` through jaxnet vs ``jaxnet.analytic`` (backprop written by
-  hand).
+* ``dense``: softmax regression ``Dense(10)`` on 784 inputs, batch 128 and 1024.
+* ``mlp``: the MLP 784-512-512-10 (ReLU), batch 128 and 1024.
+* whatever :mod:`benchmarks.cases_layers` adds, when present.
 * ``seed``: logistic regression, 2 features, 100 samples, 100 full-batch SGD epochs:
   a per-step jitted Python loop vs the fused ``lax.scan`` (``jaxnet.train_scan``) vs
   NumPy by hand (vs PyTorch eager where importable); see ``benchmarks/seed.py``.
 
-``--quick`` runs fewer repeats (the whole run in under about a minute). The full suite
-(more cases, FLOP fractions, memory, peers) grows on this runner.
+Every case (softmax cross-entropy, one SGD step) is timed four ways: the forward, the
+``jax.grad`` step, the hand-written step (``jaxnet.analytic``) and the same model in
+raw JAX, after proving their gradients agree; see :mod:`benchmarks._runner`. The
+machine's matmul peak is measured first, in the same run.
+
+``--quick`` is a smoke run: fewer repeats, and only the cases marked quick (a case
+named exactly by ``--case`` runs anyway). ``--out DIR`` writes ``results.json``,
+``results.md`` and PNG plots (with matplotlib).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
+import time
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-import jaxnet
-from jaxnet import analytic, losses
-
-from ._timing import compile_times, paired, ratios, summary
+from . import _report
+from ._peak import matmul_peak
+from ._runner import RefusedToTime, environment, run_case
+from .cases import CASES, SEED, select
 from .seed import format_seed, seed_case
 
+__all__ = ["environment", "main"]
 
-def mlp_case(
-    batch: int, *, lr: float = 1e-2, repeats: int = 15, min_time: float = 0.05
-) -> dict[str, Any]:
-    """Build, verify and time one MLP gradient step both ways."""
-    model = jaxnet.serial(
-        jaxnet.Dense(512),
-        jaxnet.Relu(),
-        jaxnet.Dense(512),
-        jaxnet.Relu(),
-        jaxnet.Dense(10),
+
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _, params = model.init(jax.random.key(0), (None, 784))
-    x = jax.random.normal(jax.random.key(1), (batch, 784), jnp.float32)
-    y = jax.random.randint(jax.random.key(2), (batch,), 0, 10)
-    loss = losses.softmax_cross_entropy_with_integer_labels
-
-    def objective(p, x, y):
-        return jnp.mean(loss(model.apply(p, x), y))
-
-    hand_vg = analytic.value_and_grad(model, loss)
-
-    def sgd(p, g):
-        return jax.tree.map(lambda a, b: a - lr * b, p, g)
-
-    def step_autodiff(p, x, y):
-        value, g = jax.value_and_grad(objective)(p, x, y)
-        return sgd(p, g), value
-
-    def step_hand(p, x, y):
-        value, g = hand_vg(p, x, y)
-        return sgd(p, g), value
-
-    def forward(p, x, y):
-        return objective(p, x, y)
-
-    # 1. Prove they agree before timing anything.
-    g_auto = jax.jit(jax.grad(objective))(params, x, y)
-    g_hand = jax.jit(lambda p, x, y: hand_vg(p, x, y)[1])(params, x, y)
-    diffs = jax.tree.leaves(
-        jax.tree.map(
-            lambda a, b: float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(b)) + 1e-30)),
-            g_auto,
-            g_hand,
-        )
+    parser.add_argument(
+        "--case",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a case, a family or 'seed' (repeatable; default: all)",
     )
-    max_rel = max(diffs)
-    tol = jaxnet.testing.tolerance(jnp.float32, "analytic").rtol * 10
-    if max_rel > tol:
-        raise SystemExit(
-            f"mlp batch {batch}: gradients disagree (max rel {max_rel:.2e}); refusing to time"
-        )
-
-    # 2. Trace and compile separately.
-    args = (params, x, y)
-    fns, comp = {}, {}
-    for name, fn in (
-        ("forward", forward),
-        ("autodiff", step_autodiff),
-        ("hand", step_hand),
-    ):
-        compiled, t_trace, t_compile = compile_times(fn, *args)
-        fns[name] = compiled
-        comp[name] = {"trace_s": t_trace, "compile_s": t_compile}
-
-    # 3. Steady state, interleaved.
-    times = paired(fns, args, repeats=repeats, min_time=min_time)
-    return {
-        "case": f"mlp_784_512_512_10_b{batch}",
-        "batch": batch,
-        "dtype": "float32",
-        "max_rel_grad_diff": max_rel,
-        "compile": comp,
-        "time_s": {k: summary(v) for k, v in times.items()},
-        "ratio_autodiff_over_hand": ratios(times["autodiff"], times["hand"]),
-        "ratio_grad_over_forward": ratios(times["autodiff"], times["forward"]),
-    }
-
-
-def environment() -> dict[str, Any]:
-    """Backend, device and versions for every result row."""
-    import jaxlib
-
-    return {
-        "backend": jax.default_backend(),
-        "device": str(jax.devices()[0].device_kind),
-        "jax": jax.__version__,
-        "jaxlib": jaxlib.__version__,
-        "jaxnet": jaxnet.__version__,
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-    }
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: fewer repeats, only quick cases (about a minute)",
+    )
+    parser.add_argument(
+        "--out", default=None, help="write results.json, results.md and plots here"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="interleaved rounds per case"
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="list the cases and families, then exit"
+    )
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the cases and print a table (and JSON with ``--out``)."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--batch", type=int, nargs="*", default=[128, 1024])
-    parser.add_argument("--case", choices=("mlp", "seed", "all"), default="all")
-    parser.add_argument(
-        "--quick", action="store_true", help="fewer repeats (about a minute in all)"
-    )
-    parser.add_argument(
-        "--out", default=None, help="write results.json into this directory"
-    )
-    args = parser.parse_args(argv)
+    """Run the selected cases, print the tables, write the results with ``--out``.
+
+    Returns:
+      0 when every case ran; 1 when a case was refused (its gradients disagree).
+    """
+    args = _parser().parse_args(argv)
+    if args.list:
+        for name in CASES:
+            print(name)
+        print(SEED)
+        return 0
+    names = select(args.case)
+    exact = set(args.case or [])
+    repeats = args.repeats or (5 if args.quick else 15)
+    min_time = 0.01 if args.quick else 0.05
     env = environment()
-    print(f"env: {env}")
-    rows = []
-    timing = {"repeats": 5, "min_time": 0.01} if args.quick else {}
-    batches = args.batch if args.case in ("mlp", "all") else []
-    if batches:
+    print(
+        f"jaxnet {env['jaxnet']}, jax {env['jax']}, jaxlib {env['jaxlib']}, "
+        f"{env['backend']} ({env['device']}), CPU {env['cpu']}, "
+        f"{env['cpu_threads']} threads"
+    )
+    t0 = time.perf_counter()
+    peak = None
+    if any(n != SEED for n in names):
+        _progress("[peak] matmul 2048x2048 float32 ...")
+        peak = matmul_peak(repeats=3 if args.quick else 7, min_time=min_time)
+        g = peak["gflops"]
         print(
-            f"{'case':<28} {'max rel diff':>12} {'forward ms':>11} {'autodiff ms':>12} "
-            f"{'hand ms':>9} {'autodiff/hand (min-max)':>26} {'grad/fwd':>9}"
+            f"matmul peak (jnp.dot 2048x2048 float32): {g['median']:.1f} GFLOP/s "
+            f"({g['min']:.1f}-{g['max']:.1f})"
         )
-    for b in batches:
-        r = mlp_case(b, **timing)
-        rows.append({**env, **r})
-        t = r["time_s"]
-        ra = r["ratio_autodiff_over_hand"]
-        print(
-            f"{r['case']:<28} {r['max_rel_grad_diff']:>12.1e} "
-            f"{t['forward']['median'] * 1e3:>11.3f} {t['autodiff']['median'] * 1e3:>12.3f} "
-            f"{t['hand']['median'] * 1e3:>9.3f} "
-            f"{ra['median']:>8.3f} ({ra['min']:.3f}-{ra['max']:.3f}){'':>5} "
-            f"{r['ratio_grad_over_forward']['median']:>9.2f}"
+    rows: list[dict[str, Any]] = []
+    refused: list[str] = []
+    total = len(names)
+    for i, name in enumerate(names, 1):
+        tag = f"[{i}/{total}] {name}"
+        if name == SEED:
+            _progress(f"{tag} ...")
+            t = time.perf_counter()
+            row = seed_case(**({"repeats": 9, "min_time": 0.02} if args.quick else {}))
+            rows.append({**env, **row})
+            _progress(f"{tag} done in {time.perf_counter() - t:.1f} s")
+            continue
+        case = CASES[name](args.quick)
+        if args.quick and not case.quick and name not in exact:
+            _progress(f"{tag} skipped (not a quick case)")
+            continue
+        _progress(f"{tag}: {case.description} ...")
+        t = time.perf_counter()
+        try:
+            row = run_case(
+                case,
+                repeats=repeats,
+                min_time=min_time,
+                peak_gflops=peak["gflops"]["median"] if peak else None,
+            )
+        except RefusedToTime as e:
+            _progress(f"{tag} REFUSED: {e}")
+            refused.append(name)
+            rows.append({**env, "case": name, "refused": str(e)})
+            continue
+        row["peak"] = peak
+        rows.append(row)
+        diffs = ", ".join(f"{k} {v:.1e}" for k, v in row["max_rel_grad_diff"].items())
+        r = row["ratios"]
+        _progress(
+            f"{tag} done in {time.perf_counter() - t:.1f} s: max rel grad diff vs "
+            f"autodiff {diffs}; autodiff/hand {r.get('autodiff/hand', {}).get('median', 0):.3f}"
         )
-    if args.case in ("seed", "all"):
-        r = seed_case(**({"repeats": 9, "min_time": 0.02} if args.quick else {}))
-        rows.append({**env, **r})
-        print(format_seed(r))
+    print()
+    print(_report.case_table(rows))
+    extras = _report.extras_table(rows)
+    if extras:
+        print()
+        print(extras)
+    for row in rows:
+        if row.get("case") == _report.SEED_CASE:
+            print()
+            print(format_seed(row))
+    if refused:
+        print(f"\nrefused (gradients disagree, not timed): {', '.join(refused)}")
     if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "results.json"), "w") as fh:
-            json.dump(rows, fh, indent=1)
-    return 0
+        paths = _report.write(args.out, rows, env, peak)
+        print(f"\nwrote {paths['json']} and {paths['markdown']}")
+    _progress(f"total {time.perf_counter() - t0:.1f} s")
+    return 1 if refused else 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The ``jaxnet`` command line: ``jaxnet check`` and ``jaxnet version``."""
+"""The ``jaxnet`` command line: ``jaxnet check``, ``jaxnet bench`` and ``jaxnet version``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -119,8 +120,44 @@ def run_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def run_bench(argv: Sequence[str]) -> int:
+    """``jaxnet bench ARGS``: run the benchmark suite (``benchmarks.__main__.main``).
+
+    The ``benchmarks`` package lives at the root of a source checkout, beside the
+    ``jaxnet`` package (an editable install), not inside the installed package.
+
+    Raises:
+      SystemExit: when there is no ``benchmarks`` package beside ``jaxnet``.
+    """
+    from . import __file__ as pkg_file
+
+    root = Path(pkg_file).resolve().parent.parent
+    if not (root / "benchmarks" / "__main__.py").is_file():
+        raise SystemExit(
+            f"jaxnet bench: no benchmarks/ package beside the jaxnet package (looked in "
+            f"{root}). jaxnet bench needs a source checkout: git clone the jaxnet "
+            "repository && pip install -e . (then run jaxnet bench, or python -m "
+            "benchmarks from the checkout)."
+        )
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    import importlib
+
+    bench = importlib.import_module("benchmarks.__main__")
+    found = Path(bench.__file__).resolve().parent
+    if found != root / "benchmarks":
+        raise SystemExit(
+            f"jaxnet bench: imported a different 'benchmarks' package ({found}), "
+            f"expected {root / 'benchmarks'}. Rename or uninstall the other one."
+        )
+    return int(bench.main(list(argv)))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jaxnet`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":  # every further argument belongs to the suite
+        return run_bench(argv[1:])
     parser = argparse.ArgumentParser(prog="jaxnet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_check = sub.add_parser(
@@ -140,6 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p_check.add_argument(
         "--json", default=None, help="also write every row to this file"
+    )
+    sub.add_parser(
+        "bench",
+        add_help=False,
+        help="run the benchmark suite (source checkout; 'jaxnet bench --help')",
     )
     sub.add_parser("version", help="print the versions of jaxnet, jax and jaxlib")
     args = parser.parse_args(argv)

@@ -1,0 +1,155 @@
+"""The per-layer benchmark cases (``benchmarks/cases_layers.py``) are correct.
+
+For every case: the raw-JAX model's forward equals the jaxnet forward, the
+hand-written and raw gradients equal ``jax.grad``'s, every step returns the forward's
+loss, and the hand-counted FLOPs are sane. Built with the ``small=True`` shapes (the
+same code paths, shapes a few times smaller) so the compilations stay cheap;
+correctness only, no timing.
+
+The benchmark runs in float32 under JAX's defaults (x64 off), as from the command line;
+these tests enter that explicitly, keeping strict dtype and rank promotion.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxnet
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `benchmarks` is a top-level package of the repo
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import cases_layers  # noqa: E402
+
+# Float32 gradients computed by different formulas sum in different orders (XLA
+# reassociates the reductions differently for each program), so they agree to a few
+# ulps of the largest partial sums, not of the result: 10x the "analytic" tolerance,
+# as the benchmark runner's own agreement check.
+_TOL = jaxnet.testing.tolerance(jnp.float32, "analytic")
+RTOL, ATOL = 10 * _TOL.rtol, 10 * _TOL.atol
+
+
+@contextlib.contextmanager
+def _bench_config():
+    """JAX defaults for x64 (float32 benchmark), strict promotion kept."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(jax.enable_x64(False))
+        stack.enter_context(jax.numpy_dtype_promotion("strict"))
+        stack.enter_context(jax.numpy_rank_promotion("raise"))
+        yield
+
+
+def _assert_close(actual, reference, what: str) -> None:
+    leaves_a, tree_a = jax.tree.flatten_with_path(actual)
+    leaves_r, tree_r = jax.tree.flatten(reference)[0], jax.tree.structure(reference)
+    assert jax.tree.structure(actual) == tree_r, f"{what}: tree {tree_a} != {tree_r}"
+    for (path, a), r in zip(leaves_a, leaves_r, strict=True):
+        a, r = np.asarray(a, np.float64), np.asarray(r, np.float64)
+        assert a.shape == r.shape, f"{what}{jax.tree_util.keystr(path)}: shape"
+        err = np.abs(a - r)
+        ok = err <= ATOL + RTOL * np.abs(r)
+        assert np.all(ok), (
+            f"{what}{jax.tree_util.keystr(path)}: max abs diff {err.max():.3e} "
+            f"(reference max {np.abs(r).max():.3e})"
+        )
+
+
+def _build(name: str):
+    with _bench_config():
+        return cases_layers.CASES[name](True, small=True)
+
+
+@pytest.fixture(scope="module", params=sorted(cases_layers.CASES))
+def built(request):
+    """One small case with both models' outputs and its gradients, computed once."""
+    case = _build(request.param)
+    with _bench_config():
+        jaxnet_out, raw_out = cases_layers.OUTPUTS[case.name]
+        inputs = case.args[:-1]
+        outs = (jax.jit(jaxnet_out)(*inputs), jax.jit(raw_out)(*inputs))
+        grads = {k: jax.jit(f)(*case.args) for k, f in case.grads.items()}
+    return case, outs, grads
+
+
+def test_raw_forward_equals_jaxnet_forward(built):
+    case, (out, raw), _ = built
+    assert out.dtype == raw.dtype == jnp.float32
+    assert out.shape == raw.shape == case.args[-1].shape
+    _assert_close(raw, out, f"{case.name} raw output")
+
+
+def test_hand_and_raw_gradients_equal_autodiff(built):
+    case, _, grads = built
+    ref = grads["autodiff"]
+    assert jax.tree.structure(ref) == jax.tree.structure(case.args[0])
+    assert set(grads) == set(case.steps)
+    for name, g in grads.items():
+        _assert_close(g, ref, f"{case.name} grads[{name!r}]")
+    # Not vacuous: the gradient is far from zero.
+    assert max(float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(ref)) > 1e-3
+
+
+@pytest.mark.parametrize("name", ["layernorm", "layernorm_dx", "conv2d"])
+def test_steps_apply_sgd_to_the_checked_gradient(name):
+    """Each step returns the forward's loss and ``p - lr * grads`` (cheap cases: the
+    steps of every case are the same ``_wrap`` of their checked gradients)."""
+    case = _build(name)
+    with _bench_config():
+        loss = float(jax.jit(case.forward)(*case.args))
+        for key, step in case.steps.items():
+            new, value = jax.jit(step)(*case.args)
+            assert np.isclose(float(value), loss, rtol=RTOL), key
+            grads = jax.jit(case.grads[key])(*case.args)
+            expected = jax.tree.map(
+                lambda p, g: p - cases_layers.LR * g, case.args[0], grads
+            )
+            _assert_close(new, expected, f"{name} steps[{key!r}]")
+
+
+#: (lower, upper) bounds on step / forward FLOPs: about 3 where every matmul also
+#: has an input gradient, 2 where only the weight gradient is needed (x is data).
+_STEP_OVER_FORWARD = {
+    "layernorm": (1.2, 2.0),  # x data: the backward is two column sums
+    "layernorm_dx": (2.0, 3.0),
+    "mha": (2.0, 3.0),  # q, k, v need no dx
+    "gpt_block": (2.5, 3.5),
+    "conv2d": (1.9, 2.1),  # dW only: the forward's MACs once more
+    "lstm": (2.0, 3.5),
+}
+
+
+def test_flop_counts_are_sane(built):
+    case, _, _ = built
+    fwd, step = case.flops["forward"], case.flops["step"]
+    assert isinstance(fwd, int) and isinstance(step, int) and 0 < fwd < step
+    lo, hi = _STEP_OVER_FORWARD[case.name]
+    assert lo * fwd < step < hi * fwd, step / fwd
+
+
+def test_hand_counted_flops_near_xla_on_attention():
+    """On a matmul-dominated case XLA's own count is within a few percent of ours."""
+    case = _build("mha")
+    with _bench_config():
+        xla = cases_layers.xla_flops(case.forward, case.args)
+    assert abs(xla / case.flops["forward"] - 1) < 0.05
+
+
+def test_registry_names_and_protocol():
+    assert sorted(cases_layers.CASES) == sorted(
+        ["layernorm", "layernorm_dx", "mha", "gpt_block", "conv2d", "lstm"]
+    )
+    with _bench_config():
+        case = cases_layers.CASES["gpt_block"](False, small=True)
+        full = cases_layers.CASES["layernorm"](True)
+    assert case.name == "gpt_block" and case.dtype == "float32" and not case.quick
+    assert set(case.steps) == set(case.grads)
+    assert set(case.steps) == {"autodiff", "hand", "raw", "autodiff_remat"}
+    assert full.shapes["x"] == (1024, 512) and full.quick
