@@ -159,14 +159,18 @@ def agreement_tolerance(dtype: str = "float32") -> float:
     return AGREEMENT_FACTOR * jaxnet.testing.tolerance(dtype, "analytic").rtol
 
 
-def check_agreement(case: Case) -> dict[str, float]:
+def check_agreement(
+    case: Case, *, ratios_out: dict[str, float] | None = None
+) -> dict[str, float]:
     """Max relative gradient difference of every implementation against autodiff.
 
     Every ``grads`` function is jitted and run once; a step without one is compared
     through its parameter update ``params - new_params`` (``args[0]`` the params).
 
     Returns:
-      ``{name: max relative difference}`` for every step (autodiff is 0).
+      ``{name: max relative difference}`` for every step (autodiff is 0); the
+      pass/fail measure, :func:`allclose_ratio` per step, goes into ``ratios_out``
+      when given.
 
     Raises:
       RefusedToTime: naming the case, the implementation, its difference and the bound.
@@ -197,6 +201,8 @@ def check_agreement(case: Case) -> dict[str, float]:
             got_update = update(case.steps[name])
             diffs[name] = max_rel_diff(got_update, ref_update)
             ratios_[name] = allclose_ratio(got_update, ref_update)
+    if ratios_out is not None:
+        ratios_out.update(ratios_)
     bad = {n: r for n, r in ratios_.items() if not r <= 1.0}
     if bad:
         detail = ", ".join(
@@ -292,7 +298,8 @@ def run_case(
       RefusedToTime: when an implementation's gradient disagrees (nothing timed).
     """
     t_start = time.perf_counter()
-    diffs = check_agreement(case)
+    agreement: dict[str, float] = {}
+    diffs = check_agreement(case, ratios_out=agreement)
     fns_src = {"forward": case.forward, **case.steps}
     compiled, comp, xflops, memory = {}, {}, {}, {}
     for name, fn in fns_src.items():
@@ -338,6 +345,7 @@ def run_case(
         "min_time_s": min_time,
         "agreement_bound": agreement_tolerance(case.dtype),
         "max_rel_grad_diff": diffs,
+        "agreement": agreement,
         "compile": comp,
         "time_s": time_s,
         "ratios": rat,
