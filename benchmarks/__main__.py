@@ -5,6 +5,10 @@ Cases (``--case``, repeatable: a case name, a family, ``seed`` or ``all``):
 * ``dense``: softmax regression ``Dense(10)`` on 784 inputs, batch 128 and 1024.
 * ``mlp``: the MLP 784-512-512-10 (ReLU), batch 128 and 1024.
 * whatever :mod:`benchmarks.cases_layers` adds, when present.
+* ``peers``: the MLP 784-512-512-10 as jaxnet vs raw JAX vs Flax NNX, Equinox and
+  PyTorch eager (each where importable), batch 1, 128 and 1024, plus first-call
+  compile and fresh-process build + init times; see ``benchmarks/peers.py``. Not in
+  ``--quick`` unless named.
 * ``seed``: logistic regression, 2 features, 100 samples, 100 full-batch SGD epochs:
   a per-step jitted Python loop vs the fused ``lax.scan`` (``jaxnet.train_scan``) vs
   NumPy by hand (vs PyTorch eager where importable); see ``benchmarks/seed.py``.
@@ -29,7 +33,7 @@ from typing import Any
 from . import _report
 from ._peak import matmul_peak
 from ._runner import RefusedToTime, environment, run_case
-from .cases import CASES, SEED, select
+from .cases import CASES, PEERS, SEED, select
 from .seed import format_seed, seed_case
 
 __all__ = ["environment", "main"]
@@ -79,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for name in CASES:
             print(name)
+        print(PEERS)
         print(SEED)
         return 0
     names = select(args.case)
@@ -93,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     t0 = time.perf_counter()
     peak = None
-    if any(n != SEED for n in names):
+    if any(n not in (SEED, PEERS) for n in names):
         _progress("[peak] matmul 2048x2048 float32 ...")
         peak = matmul_peak(repeats=3 if args.quick else 7, min_time=min_time)
         g = peak["gflops"]
@@ -111,6 +116,29 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             row = seed_case(**({"repeats": 9, "min_time": 0.02} if args.quick else {}))
             rows.append({**env, **row})
+            _progress(f"{tag} done in {time.perf_counter() - t:.1f} s")
+            continue
+        if name == PEERS:
+            if args.quick and name not in exact:
+                _progress(f"{tag} skipped (not a quick case)")
+                continue
+            from .peers import peers_case
+
+            _progress(f"{tag}: MLP vs raw JAX, Flax NNX, Equinox, PyTorch ...")
+            t = time.perf_counter()
+            try:
+                row = peers_case(
+                    repeats=repeats,
+                    min_time=min_time,
+                    init_runs=2 if args.quick else 3,
+                    compile_repeats=2 if args.quick else 5,
+                )
+            except RefusedToTime as e:
+                _progress(f"{tag} REFUSED: {e}")
+                refused.append(name)
+                rows.append({**env, "case": name, "refused": str(e)})
+                continue
+            rows.append(row)
             _progress(f"{tag} done in {time.perf_counter() - t:.1f} s")
             continue
         case = CASES[name](args.quick)
@@ -139,12 +167,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{tag} done in {time.perf_counter() - t:.1f} s: max rel grad diff vs "
             f"autodiff {diffs}; autodiff/hand {r.get('autodiff/hand', {}).get('median', 0):.3f}"
         )
-    print()
-    print(_report.case_table(rows))
+    if any(_report._is_case_row(r) for r in rows):
+        print()
+        print(_report.case_table(rows))
     extras = _report.extras_table(rows)
     if extras:
         print()
         print(extras)
+    peers = _report.peers_table(rows)
+    if peers:
+        print()
+        print(peers)
     for row in rows:
         if row.get("case") == _report.SEED_CASE:
             print()

@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 SEED_CASE = "seed_logreg_2x100_e100"
+PEERS_CASE = "peers"
 
 
 def _ms(t: dict[str, float] | None) -> str:
@@ -138,6 +139,91 @@ def seed_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def peers_table(rows: list[dict[str, Any]]) -> str:
+    """The peers case (:mod:`benchmarks.peers`) as markdown, "" when absent.
+
+    Tables: "Peers" (implementation, batch, ms per step, vs raw JAX pair by pair,
+    ms over raw JAX at batch 1), first-call trace + compile of jaxnet vs raw JAX,
+    "Fresh-process build + init" per library, and the targets (shown, not asserted).
+
+    Example:
+      >>> peers_table([])
+      ''
+    """
+    out: list[str] = []
+    for row in rows:
+        if row.get("case") != PEERS_CASE or "batches" not in row:
+            continue
+        versions = ", ".join(f"{k} {v}" for k, v in row.get("versions", {}).items())
+        out += [
+            "### Peers: MLP 784-512-512-10, one SGD step",
+            "",
+            f"Versions: {versions}. Each implementation runs as a training loop (its "
+            "new parameters feed its next step), interleaved; ratios and differences "
+            "to raw JAX pair by pair (median, min-max). PyTorch runs in a block of its "
+            "own with raw JAX (`raw_with_torch`, its reference): its threads slow the "
+            "next JAX step.",
+            "",
+            "| implementation | batch | ms per step (min-max) | vs raw JAX (min-max) "
+            "| overhead at batch 1, ms over raw JAX (min-max) |",
+            "|---|---|---|---|---|",
+        ]
+        for b, res in row["batches"].items():
+            for n, t in res["step_s"].items():
+                ms = _rng({k: v * 1e3 for k, v in t.items()}, ".3f")
+                is_raw = n.startswith("raw")
+                vs = "1" if is_raw else _rng(res["vs_raw"][n], ".3f")
+                over = (
+                    _rng(res["over_raw_ms"][n], ".3f")
+                    if b == "1" and not is_raw
+                    else ""
+                )
+                out.append(f"| {n} | {b} | {ms} | {vs} | {over} |")
+        if row.get("compile"):
+            out += [
+                "",
+                "First-call trace + compile, seconds (median):",
+                "",
+                "| batch | jaxnet trace | jaxnet compile | raw trace | raw compile | "
+                "jaxnet / raw (trace + compile) |",
+                "|---|---|---|---|---|---|",
+            ]
+            for b, c in row["compile"].items():
+                j, r = c["jaxnet"], c["raw"]
+                out.append(
+                    f"| {b} | {j['trace_s']:.3f} | {j['compile_s']:.3f} | "
+                    f"{r['trace_s']:.3f} | {r['compile_s']:.3f} | "
+                    f"{j['total_s'] / r['total_s']:.3f} |"
+                )
+        if row.get("init"):
+            out += [
+                "",
+                "### Fresh-process build + init",
+                "",
+                "Build the MLP and initialise its parameters in a fresh `python -c`, "
+                "blocked until ready, imports and the JAX backend start timed apart "
+                "(median, min-max over runs). `jaxnet_jit_init`: "
+                "`jax.jit(model.init, static_argnums=1)`.",
+                "",
+                "| library | build + init s (min-max) | imports s | backend start s "
+                "| process wall s |",
+                "|---|---|---|---|---|",
+            ]
+            for lib, d in row["init"].items():
+                out.append(
+                    f"| {lib} | {_rng(d['init_s'], '.3f')} | "
+                    f"{d['import_s']['median']:.3f} | {d['backend_s']['median']:.3f} "
+                    f"| {d['wall_s']['median']:.3f} |"
+                )
+        if row.get("targets"):
+            targets = ", ".join(
+                f"{k}: {'not measured' if v is None else 'met' if v else 'NOT met'}"
+                for k, v in row["targets"].items()
+            )
+            out += ["", f"Targets (shown, not asserted): {targets}."]
+    return "\n".join(out)
+
+
 def markdown(
     rows: list[dict[str, Any]], env: dict[str, Any], peak: dict[str, Any] | None
 ) -> str:
@@ -164,9 +250,9 @@ def markdown(
         "worst max |g - g_autodiff| / (10 (atol + rtol |g_autodiff|)) over the "
         "hand-written and raw-JAX gradients (float32 analytic tolerance); above 1 the "
         "case is refused, not timed.",
-        "",
-        case_table(rows),
     ]
+    if any(_is_case_row(r) for r in rows):
+        parts += ["", case_table(rows)]
     over = [
         r["case"]
         for r in rows
@@ -186,6 +272,9 @@ def markdown(
     extras = extras_table(rows)
     if extras:
         parts += ["", extras]
+    peers = peers_table(rows)
+    if peers:
+        parts += ["", peers]
     seed = seed_table(rows)
     if seed:
         parts += ["", "### Seed case: logistic regression, 100 epochs", "", seed]

@@ -4,7 +4,9 @@
 :mod:`benchmarks._case`); it merges :mod:`benchmarks.cases_mlp` and, when present,
 :mod:`benchmarks.cases_layers`. The seed case (:mod:`benchmarks.seed`) does not follow
 the ``Case`` protocol (it times whole training runs); :func:`select` names it
-:data:`SEED`.
+:data:`SEED`. Nor does the peers case (:mod:`benchmarks.peers`: the MLP in jaxnet, raw
+JAX, Flax NNX, Equinox and PyTorch, and fresh-process init times), named
+:data:`PEERS`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ._case import Case
 from .cases_mlp import CASES as _MLP_CASES
 
 SEED = "seed"
+PEERS = "peers"
 
 #: ``name -> build(quick) -> Case``, in run order.
 CASES: dict[str, Callable[[bool], Case]] = dict(_MLP_CASES)
@@ -33,18 +36,20 @@ else:
 
 
 def families() -> list[str]:
-    """Every family name ``--case`` accepts (``seed`` included), sorted."""
-    return sorted(set().union(*FAMILIES.values()) | {SEED})
+    """Every family name ``--case`` accepts (``seed`` and ``peers`` included), sorted."""
+    return sorted(set().union(*FAMILIES.values()) | {SEED, PEERS})
 
 
 def select(names: Iterable[str] | None) -> list[str]:
-    """Resolve ``--case`` values to case names, in registry order, seed last.
+    """Resolve ``--case`` values to case names, in registry order, then peers, seed last.
 
     Each value is an exact case name (``mlp_b128``), a family (``mlp``: every case
-    whose name starts with ``mlp``; ``layers``: every case of ``cases_layers``), ``seed``, or ``all``. No value means ``all``.
+    whose name starts with ``mlp``; ``layers``: every case of ``cases_layers``),
+    ``peers``, ``seed``, or ``all``. No value means ``all``.
 
     Returns:
-      Case names from :data:`CASES`, plus :data:`SEED` when selected, without repeats.
+      Case names from :data:`CASES`, plus :data:`PEERS` and :data:`SEED` when
+      selected, without repeats.
 
     Raises:
       SystemExit: for a value that is none of these, listing the valid ones.
@@ -57,8 +62,8 @@ def select(names: Iterable[str] | None) -> list[str]:
     chosen: set[str] = set()
     for value in wanted:
         if value == "all":
-            chosen |= set(CASES) | {SEED}
-        elif value == SEED or value in CASES:
+            chosen |= set(CASES) | {PEERS, SEED}
+        elif value in (SEED, PEERS) or value in CASES:
             chosen.add(value)
         elif value in families():
             chosen |= {n for n in CASES if value in FAMILIES[n]}
@@ -67,4 +72,5 @@ def select(names: Iterable[str] | None) -> list[str]:
                 f"benchmarks --case: unknown case or family {value!r}. Cases: "
                 f"{', '.join(CASES)}; families: {', '.join(families())}; or 'all'."
             )
-    return [n for n in CASES if n in chosen] + ([SEED] if SEED in chosen else [])
+    extra = [n for n in (PEERS, SEED) if n in chosen]
+    return [n for n in CASES if n in chosen] + extra
