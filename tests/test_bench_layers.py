@@ -12,7 +12,6 @@ these tests enter that explicitly, keeping strict dtype and rank promotion.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _benchutil import bench_config
 
 import jaxnet
 
@@ -37,14 +37,8 @@ _TOL = jaxnet.testing.tolerance(jnp.float32, "analytic")
 RTOL, ATOL = 10 * _TOL.rtol, 10 * _TOL.atol
 
 
-@contextlib.contextmanager
 def _bench_config():
-    """JAX defaults for x64 (float32 benchmark), strict promotion kept."""
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(jax.enable_x64(False))
-        stack.enter_context(jax.numpy_dtype_promotion("strict"))
-        stack.enter_context(jax.numpy_rank_promotion("raise"))
-        yield
+    return bench_config()
 
 
 def _assert_close(actual, reference, what: str) -> None:

@@ -14,13 +14,13 @@ write it, and the peers' own code is not written for conftest's strict settings)
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from _benchutil import bench_config
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `benchmarks` is a top-level package of the repo
@@ -33,14 +33,8 @@ from benchmarks.cases import PEERS, SEED, families, select  # noqa: E402
 BATCH = 2  # tiny: the agreement check, not the timing
 
 
-@contextlib.contextmanager
 def _bench_config():
-    """JAX's defaults, as ``python -m benchmarks`` runs: x64 off, promotion as usual."""
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(jax.enable_x64(False))
-        stack.enter_context(jax.numpy_dtype_promotion("standard"))
-        stack.enter_context(jax.numpy_rank_promotion("allow"))
-        yield
+    return bench_config(strict=False)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ the in-process tests enter that (keeping strict dtype and rank promotion) explic
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _benchutil import bench_config
 
 from jaxnet import losses
 from jaxnet.testing import TOLERANCES
@@ -34,14 +34,8 @@ from benchmarks import seed  # noqa: E402
 TOL = TOLERANCES["float32"]["analytic"]
 
 
-@contextlib.contextmanager
 def _bench_config():
-    """JAX defaults for x64 (float32 benchmark), strict promotion kept."""
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(jax.enable_x64(False))
-        stack.enter_context(jax.numpy_dtype_promotion("strict"))
-        stack.enter_context(jax.numpy_rank_promotion("raise"))
-        yield
+    return bench_config()
 
 
 def _assert_close(actual, reference, what: str) -> None:
