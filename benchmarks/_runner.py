@@ -217,11 +217,12 @@ def check_agreement(
     return diffs
 
 
-def xla_flops(compiled: Any) -> float | None:
+def xla_flops(compiled: Any, keys: tuple[str, ...] = ("flops",)) -> float | None:
     """FLOPs of a compiled function from XLA's ``cost_analysis()`` (None if absent).
 
     ``cost_analysis()`` returns a dict in recent jax and a list of per-module dicts in
-    older versions; both are summed.
+    older versions; both are summed. ``keys`` are the cost entries added up (e.g.
+    ``("flops", "transcendentals")``); None when none of them is reported.
     """
     try:
         cost = compiled.cost_analysis()
@@ -231,7 +232,7 @@ def xla_flops(compiled: Any) -> float | None:
         return None
     if isinstance(cost, dict):
         cost = [cost]
-    total = [c.get("flops") for c in cost if isinstance(c, dict)]
+    total = [c.get(k) for c in cost if isinstance(c, dict) for k in keys]
     total = [float(f) for f in total if f is not None]
     return sum(total) if total else None
 

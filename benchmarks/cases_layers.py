@@ -88,6 +88,7 @@ from jax import lax
 import jaxnet
 from jaxnet import analytic, losses
 
+from . import _runner
 from ._case import Case, sgd
 
 LR = 1e-2
@@ -607,12 +608,8 @@ CASES: dict[str, Callable[[bool], Case]] = {
 def xla_flops(fn: Callable[..., Any], args: tuple[Any, ...]) -> float:
     """XLA's own count for ``jax.jit(fn)``: its "flops" plus "transcendentals".
 
-    ``cost_analysis()`` returns a dict (or, in some versions, a list of one dict per
-    computation); absent keys count 0.
+    The runner's :func:`benchmarks._runner.xla_flops` reads ``cost_analysis()``;
+    absent keys count 0.
     """
-    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
-    if isinstance(cost, (list, tuple)):
-        cost = {
-            k: sum(c.get(k, 0.0) for c in cost) for k in ("flops", "transcendentals")
-        }
-    return float(cost.get("flops", 0.0)) + float(cost.get("transcendentals", 0.0))
+    compiled = jax.jit(fn).lower(*args).compile()
+    return _runner.xla_flops(compiled, ("flops", "transcendentals")) or 0.0

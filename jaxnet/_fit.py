@@ -611,6 +611,3 @@ def _check_resume(
             f"fit: {path!r} was written with batch_size={meta.get('batch_size')}, this "
             f"call uses {batch_size}. Pass the original batch_size, or resume=False."
         )
-
-
-__all__ = ["EarlyStopping", "FitResult", "fit"]

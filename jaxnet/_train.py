@@ -720,18 +720,3 @@ def jit_step(
       jaxnet._errors.ShapeError: jitted train step: this batch is float32(3, 2), float32(3, 1) but the first batch was float32(4, 2), float32(4, 1); a new shape or dtype would silently recompile the step. Make every batch the same shape (drop or pad the last one, cast dtypes once), or pass allow_recompile=True to jit_step.
     """
     return JittedStep(step, donate=donate, allow_recompile=allow_recompile)
-
-
-__all__ = [
-    "JittedStep",
-    "Metric",
-    "Policy",
-    "TrainState",
-    "accuracy",
-    "evaluate",
-    "jit_step",
-    "make_eval_step",
-    "make_train_step",
-    "split_key",
-    "train_scan",
-]
