@@ -174,3 +174,22 @@ __all__ += [
     "train_scan",
 ]
 # --- end training ---
+# --- scale-out (jaxnet/_parallel.py, jaxnet/_stack.py) ---
+from ._errors import DistributedError as DistributedError  # noqa: E402
+from ._parallel import DataParallel as DataParallel  # noqa: E402
+from ._parallel import ShardedStep as ShardedStep  # noqa: E402
+from ._parallel import data_mesh as data_mesh  # noqa: E402
+from ._parallel import initialize_distributed as initialize_distributed  # noqa: E402
+from ._stack import Stack as Stack  # noqa: E402
+from ._stack import remat as remat  # noqa: E402
+
+__all__ += [
+    "DataParallel",
+    "DistributedError",
+    "ShardedStep",
+    "Stack",
+    "data_mesh",
+    "initialize_distributed",
+    "remat",
+]
+# --- end scale-out ---

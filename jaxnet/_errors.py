@@ -45,3 +45,7 @@ class CheckpointError(ValueError):
 
 class TrainingError(FloatingPointError):
     """Training went wrong at run time (e.g. the loss became nan or inf at some step)."""
+
+
+class DistributedError(RuntimeError):
+    """Multi-process start-up failed: bad arguments, or the coordinator is unreachable."""

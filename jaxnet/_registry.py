@@ -27,6 +27,7 @@ from ._cases_norm import NORM_CASES
 from ._cases_rnn import RNN_CASES
 from ._cases_seq import SEQ_CASES
 from ._layer import Layer
+from ._stack import Stack, remat
 from ._testing import GradReport, check_grads
 from ._transformer import TransformerBlock
 from ._types import Array, Params, PRNGKey
@@ -163,6 +164,37 @@ CORE_CASES: tuple[LayerCase, ...] = (
         lambda dt: C.residual(Ly.Dense(4, dtype=dt), Ly.Tanh()),
         (None, 4),
         "complex",
+    ),
+    LayerCase(
+        "Stack(residual, 3)",
+        lambda dt: Stack(C.residual(Ly.Dense(4, dtype=dt), Ly.Tanh()), 3),
+        (None, 4),
+        "complex",
+        param_shapes={"dense_0": {"w": (3, 4, 4), "b": (3, 4)}, "tanh_1": {}},
+    ),
+    LayerCase(
+        "Stack(dropout block, remat)",
+        lambda dt: Stack(
+            C.serial(Ly.Dense(4, dtype=dt), Ly.Tanh(), Ly.Dropout(0.3)), 2, remat=True
+        ),
+        (None, 2, 4),
+        "complex",
+        options={"train": True},
+        key_seed=5,
+        param_shapes={
+            "dense_0": {"w": (2, 4, 4), "b": (2, 4)},
+            "tanh_1": {},
+            "dropout_2": {},
+        },
+    ),
+    LayerCase(
+        "remat(serial)",
+        lambda dt: remat(
+            C.serial(Ly.Dense(3, dtype=dt), Ly.Sigmoid()), "dots_saveable"
+        ),
+        (None, 4),
+        "complex",
+        param_shapes={"dense_0": {"w": (4, 3), "b": (3,)}, "sigmoid_1": {}},
     ),
 )
 

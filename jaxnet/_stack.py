@@ -1,0 +1,254 @@
+"""Deep models: ``Stack`` (N identical blocks scanned over stacked parameters) and
+``remat`` (recompute a layer's activations in the backward pass).
+
+``Stack(block, n)`` keeps one copy of the block's parameter tree whose every leaf has
+a leading axis of size ``n`` and runs the blocks with :func:`jax.lax.scan`, so XLA
+compiles the block once: compile time stays roughly flat in ``n`` instead of growing
+linearly as it does for ``serial(block, block, ...)``. ``unroll=True`` runs the same
+parameters through a Python loop (identical numbers, the unrolled compile time), which
+is what the benchmark suite compares.
+
+``remat`` is :func:`jax.checkpoint` with a named policy: the forward pass keeps only
+what the policy saves and the backward pass recomputes the rest, trading compute for
+activation memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from ._errors import ParamsError, ShapeError
+from ._layer import Layer, fmt_shape, in_sublayer
+from ._types import Params, PRNGKey, ShapeTree
+
+RematPolicy = bool | str | Callable[..., Any] | None
+
+
+def _policy(desc: str, remat: RematPolicy) -> Callable[..., Any] | None | bool:
+    """``False`` (no remat), ``None`` (remat, save nothing) or a checkpoint policy."""
+    if remat is False or remat is None:
+        return False
+    if remat is True or remat == "nothing_saveable":
+        return None
+    if isinstance(remat, str):
+        names = sorted(
+            n
+            for n in dir(jax.checkpoint_policies)
+            if n.endswith("saveable") and not n.startswith("_")
+        )
+        fn = getattr(jax.checkpoint_policies, remat, None)
+        if fn is None or remat not in names:
+            raise ValueError(
+                f"{desc}: unknown remat policy {remat!r}. Use True (save nothing), "
+                f"False, a callable policy, or one of {names}."
+            )
+        # Policies that take arguments (save_only_these_names, ...) are factories.
+        return fn
+    if callable(remat):
+        return remat
+    raise TypeError(
+        f"{desc}: remat must be a bool, a jax.checkpoint_policies name or a policy "
+        f"callable, got {type(remat).__name__}."
+    )
+
+
+def _checkpointed(fn: Callable[..., Any], policy: Any) -> Callable[..., Any]:
+    if policy is False:
+        return fn
+    return jax.checkpoint(fn, policy=policy)
+
+
+def _no_state(desc: str, layer: Layer) -> None:
+    if layer.stateful:
+        raise ValueError(
+            f"{desc}: {layer.desc} keeps state (running statistics), which a scanned "
+            "or rematerialised block does not thread. Use serial(...) for stateful "
+            "blocks, or a stateless normalisation such as LayerNorm."
+        )
+
+
+def remat(layer: Layer, policy: RematPolicy = True) -> Layer:
+    """``layer`` whose activations are recomputed in the backward pass.
+
+    The forward pass under :func:`jax.grad` keeps only what ``policy`` saves; the
+    backward pass re-runs the layer to get the rest. Values and gradients are
+    unchanged; activation memory drops, compute grows by about one forward.
+
+    Args:
+      layer: any stateless jaxnet layer or model.
+      policy: ``True`` (save nothing but the inputs), the name of a
+        ``jax.checkpoint_policies`` policy (e.g. ``"dots_saveable"``: keep matmul
+        outputs, recompute the cheap elementwise ops), or a policy callable.
+
+    Returns:
+      A :class:`~jaxnet.Layer` with the same params, ``apply`` and ``backward``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jaxnet
+      >>> block = jaxnet.remat(jaxnet.serial(jaxnet.Dense(4), jaxnet.Tanh()))
+      >>> _, params = block.init(jax.random.key(0), (None, 3))
+      >>> loss = lambda p: jnp.sum(block.apply(p, jnp.ones((2, 3))))
+      >>> jax.grad(loss)(params)["dense_0"]["w"].shape
+      (3, 4)
+    """
+    desc = f"remat({layer.desc}, policy={policy!r})"
+    _no_state(desc, layer)
+    pol = _policy(desc, policy)
+
+    def apply(params: Params, x: Any, *, key: PRNGKey | None = None, **kw: Any) -> Any:
+        def run(p: Params, x: Any, k: PRNGKey | None) -> Any:
+            return layer.apply(p, x, key=k, **kw)
+
+        return _checkpointed(run, pol)(params, x, key)
+
+    # The hand-written backward stores nothing between passes: it is the layer's own.
+    return Layer(layer.name, layer.init, apply, layer.backward, desc)
+
+
+def _leading(desc: str, params: Params, num: int) -> None:
+    bad = [
+        (jax.tree_util.keystr(path), getattr(leaf, "shape", ()))
+        for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+        if not getattr(leaf, "shape", ()) or leaf.shape[0] != num
+    ]
+    if bad:
+        path, shape = bad[0]
+        raise ParamsError(
+            f"{desc}: every parameter needs a leading axis of size {num} (one slice "
+            f"per block); params{path} has shape {tuple(shape)}. Pass the params "
+            "returned by this Stack's init."
+        )
+
+
+def Stack(
+    layer: Layer, num: int, *, remat: RematPolicy = False, unroll: bool = False
+) -> Layer:
+    """``num`` copies of ``layer`` in sequence, run with :func:`jax.lax.scan`.
+
+    Each copy has its own parameters: ``params`` is the block's parameter tree with a
+    leading axis of size ``num`` on every leaf (block ``i`` reads ``leaf[i]``), so
+    XLA compiles the block once, whatever ``num``. A PRNG key is split into one
+    sub-key per block; options (``train=True``, ``mask=``) go to every block.
+
+    The hand-written backward scans the blocks forward keeping each block's input,
+    then scans the blocks' backwards in reverse.
+
+    Args:
+      layer: the block; stateless, with an output shape equal to its input shape
+        (e.g. :func:`~jaxnet.TransformerBlock`).
+      num: number of blocks, >= 1.
+      remat: rematerialise each block in the backward pass (see :func:`remat`):
+        ``False``, ``True`` or a ``jax.checkpoint_policies`` name / callable.
+      unroll: run the blocks with a Python loop instead of a scan: the same
+        parameters and numbers, one copy of the block per layer in the compiled
+        program (longer compiles; occasionally faster steps).
+
+    Returns:
+      A :class:`~jaxnet.Layer` named ``"stack"``.
+
+    Raises:
+      ValueError: ``num < 1`` or a stateful block.
+      ShapeError: the block changes the shape of its input.
+
+    Examples:
+      >>> import jax, jaxnet
+      >>> deep = jaxnet.Stack(jaxnet.TransformerBlock(2, 8, causal=True), 6)
+      >>> out_shape, params = deep.init(jax.random.key(0), (None, 5, 8))
+      >>> out_shape, params["mlp"]["dense_1"]["w"].shape
+      ((None, 5, 8), (6, 8, 32))
+    """
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise ValueError(f"Stack({layer!r}, num={num!r}): num must be an int >= 1.")
+    desc = f"Stack({layer.desc}, num={num}" + (f", remat={remat!r}" if remat else "")
+    desc += ", unroll=True)" if unroll else ")"
+    _no_state(desc, layer)
+    pol = _policy(desc, remat)
+
+    def init(key: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
+        box: dict[str, Any] = {}
+
+        def one(k: PRNGKey | None) -> Params:
+            with in_sublayer("Stack", "block", nest=False):
+                box["shape"], p = layer.init(k, input_shape)
+            return p
+
+        if key is None:
+            params = jax.tree.map(
+                lambda a: jnp.broadcast_to(a, (num, *jnp.shape(a))), one(None)
+            )
+        else:
+            params = jax.vmap(one)(jax.random.split(key, num))
+        if box["shape"] != input_shape:
+            raise ShapeError(
+                f"{desc}: the block must keep the shape of its input to be stacked; "
+                f"it maps {fmt_shape(input_shape)} to {fmt_shape(box['shape'])}. "
+                "Put shape-changing layers before or after the Stack in a serial."
+            )
+        return input_shape, params
+
+    def keys_for(key: PRNGKey | None) -> Any:
+        return None if key is None else jax.random.split(key, num)
+
+    def block_apply(kw: dict[str, Any]) -> Callable[..., Any]:
+        def run(p: Params, x: Any, k: PRNGKey | None) -> Any:
+            with in_sublayer("Stack", "block", nest=False):
+                return layer.apply(p, x, key=k, **kw)
+
+        return _checkpointed(run, pol)
+
+    def slice_(tree: Any, i: int) -> Any:
+        return jax.tree.map(lambda a: a[i], tree)
+
+    def forward(params: Params, x: Any, key: PRNGKey | None, kw: dict[str, Any]) -> Any:
+        """``(output, inputs of every block stacked)``."""
+        _leading(desc, params, num)
+        run, keys = block_apply(kw), keys_for(key)
+        if unroll:
+            xs = []
+            for i in range(num):
+                xs.append(x)
+                x = run(slice_(params, i), x, None if keys is None else keys[i])
+            return x, jax.tree.map(lambda *a: jnp.stack(a), *xs)
+
+        def body(carry: Any, pk: Any) -> tuple[Any, Any]:
+            p, k = pk
+            return run(p, carry, k), carry
+
+        return jax.lax.scan(body, x, (params, keys), length=num)
+
+    def apply(params: Params, x: Any, *, key: PRNGKey | None = None, **kw: Any) -> Any:
+        return forward(params, x, key, kw)[0]
+
+    def backward(
+        params: Params, x: Any, y: Any, g: Any, *, key: PRNGKey | None = None, **kw: Any
+    ) -> tuple[Params, Any]:
+        if layer.backward is None:
+            raise NotImplementedError(
+                f"{desc}: the block {layer.desc} has no hand-written backward; use "
+                "jax.grad."
+            )
+        _, xs = forward(params, x, key, kw)
+        # Block i maps xs[i] to xs[i + 1]; the last block's output is y.
+        ys = jax.tree.map(lambda a, last: jnp.concatenate([a[1:], last[None]]), xs, y)
+
+        def body(g: Any, per: Any) -> tuple[Any, Any]:
+            p, xi, yi, k = per
+            with in_sublayer("Stack", "block", nest=False):
+                dp, g = layer.backward(p, xi, yi, g, key=k, **kw)
+            return g, dp
+
+        g, dparams = jax.lax.scan(
+            body,
+            g,
+            (params, xs, ys, keys_for(key)),
+            length=num,
+            reverse=True,
+            unroll=unroll,
+        )
+        return dparams, g
+
+    return Layer("stack", init, apply, backward, desc)
