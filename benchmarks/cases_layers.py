@@ -12,6 +12,12 @@ the output's shape, written three ways:
 * ``"raw"``: the same model in raw JAX (``jnp``, ``jax.nn``, ``jax.lax`` only) reading
   jaxnet's parameter tree, so its gradient has jaxnet's layout and the agreement
   check covers it too;
+* ``"autodiff_plain"`` (``layernorm_dx``, ``gpt_block``): ``jax.value_and_grad``
+  through ``LayerNorm(custom_grad=False)``, i.e. plain autodiff of the forward's
+  operations. ``"autodiff"`` uses jaxnet's default ``custom_grad=True``: a linear
+  custom JVP rule whose transpose is the hand-written backward (issue 5: the
+  library's gradient is never slower than the hand-written one; the suite shows
+  both);
 * ``gpt_block`` adds ``"autodiff_remat"``: the block under ``jax.checkpoint``.
 
 Cases and why those shapes:
@@ -321,10 +327,16 @@ def layernorm_dx(quick: bool, *, small: bool = False) -> Case:
         lambda p: model.apply(p["layer_norm"], p["x"]),
         lambda p: _raw_layer_norm(p["layer_norm"], p["x"]),
     )
+    plain = jaxnet.LayerNorm(custom_grad=False)
+
+    def plain_objective(p, y):
+        return _mse_objective(plain.apply(p["layer_norm"], p["x"]), y)
+
     vgs = {
         "autodiff": jax.value_and_grad(forward),
         "hand": vg_hand,
         "raw": jax.value_and_grad(raw_objective),
+        "autodiff_plain": jax.value_and_grad(plain_objective),
     }
     f_ln, b_ln = _ln_flops(rows, d, dx=True)
     f_l, b_l = _mse_flops(rows * d, rows)
@@ -342,7 +354,9 @@ def layernorm_dx(quick: bool, *, small: bool = False) -> Case:
         quick=True,
         notes=(
             "args = (params, y): x is the leaf params['x'] so its gradient is "
-            "computed, as for a LayerNorm inside a network."
+            "computed, as for a LayerNorm inside a network. autodiff_plain: "
+            "LayerNorm(custom_grad=False), jax.grad through the forward's ops "
+            "(autodiff uses the default custom JVP rule)."
         ),
     )
 
@@ -428,6 +442,23 @@ def _raw_block(p: Any, x: Any, heads: int) -> Any:
     return h + z.reshape(b, t, d)
 
 
+def _plain_block(heads: int, d: int) -> jaxnet.Layer:
+    """``TransformerBlock(heads, d, causal=True, drop_rate=0.0)`` rebuilt from its
+    parts with ``LayerNorm(custom_grad=False)``: the same parameter tree, plain
+    autodiff through both LayerNorms (``gpt_block``'s ``"autodiff_plain"``)."""
+    attention = jaxnet.residual(
+        jaxnet.LayerNorm(custom_grad=False),
+        ("mha", jaxnet.MultiHeadAttention(heads, causal=True)),
+    )
+    mlp = jaxnet.residual(
+        jaxnet.LayerNorm(custom_grad=False),
+        jaxnet.Dense(4 * d),
+        jaxnet.Gelu(approximate=True),
+        jaxnet.Dense(d),
+    )
+    return jaxnet.serial(("attention", attention), ("mlp", mlp))
+
+
 def gpt_block(quick: bool, *, small: bool = False) -> Case:
     """Pre-LN GPT block, d_model 256, 4 heads, seq 128, batch 8, causal, no dropout."""
     b, t, d, heads = _seq_shapes(small)
@@ -445,8 +476,16 @@ def gpt_block(quick: bool, *, small: bool = False) -> Case:
             p, x, y
         )
 
-    steps.update(_wrap({"autodiff_remat": vg_remat}, sgd(LR)))
-    grads["autodiff_remat"] = _grad_only(vg_remat)
+    plain = _plain_block(heads, d)
+
+    def vg_plain(p, x, y):
+        return jax.value_and_grad(lambda p, x, y: _mse_objective(plain.apply(p, x), y))(
+            p, x, y
+        )
+
+    extras = {"autodiff_remat": vg_remat, "autodiff_plain": vg_plain}
+    steps.update(_wrap(extras, sgd(LR)))
+    grads.update({k: _grad_only(f) for k, f in extras.items()})
 
     m = b * t
     f1, b1 = _ln_flops(m, d, dx=False)  # LN1: its input x is data
@@ -479,7 +518,9 @@ def gpt_block(quick: bool, *, small: bool = False) -> Case:
             "Planning target: step/forward time <= 3.0 (FLOP ratio ~3.0). "
             "autodiff_remat wraps the block in jax.checkpoint: the backward "
             "recomputes the forward (about +1 forward of FLOPs) and stores only the "
-            "block's inputs." + KEY_BIAS_NOTE
+            "block's inputs. autodiff_plain: the same block with "
+            "LayerNorm(custom_grad=False) (plain autodiff through both LayerNorms)."
+            + KEY_BIAS_NOTE
         ),
     )
 

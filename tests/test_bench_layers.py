@@ -145,5 +145,36 @@ def test_registry_names_and_protocol():
         full = cases_layers.CASES["layernorm"](True)
     assert case.name == "gpt_block" and case.dtype == "float32" and not case.quick
     assert set(case.steps) == set(case.grads)
-    assert set(case.steps) == {"autodiff", "hand", "raw", "autodiff_remat"}
+    assert set(case.steps) == {
+        "autodiff",
+        "hand",
+        "raw",
+        "autodiff_remat",
+        "autodiff_plain",
+    }
     assert full.shapes["x"] == (1024, 512) and full.quick
+
+
+@pytest.mark.parametrize("name", ["layernorm_dx", "gpt_block"])
+def test_autodiff_plain_is_plain_and_autodiff_uses_the_custom_rule(name, monkeypatch):
+    """Issue 5's pair: "autodiff" differentiates LayerNorm through its custom JVP
+    rule (the default), "autodiff_plain" through the forward's ops (no custom rule),
+    on the same parameter tree (its gradient agreement is checked above). Counted
+    by wrapping the custom-rule function while each step is traced."""
+    from jaxnet import _norm
+
+    calls = []
+    rule = _norm._normalize
+
+    def counting(*args):
+        calls.append(1)
+        return rule(*args)
+
+    monkeypatch.setattr(_norm, "_normalize", counting)
+    case = _build(name)
+    with _bench_config():
+        jax.make_jaxpr(case.steps["autodiff"])(*case.args)
+        n_default = len(calls)
+        jax.make_jaxpr(case.steps["autodiff_plain"])(*case.args)
+    assert n_default == (2 if name == "gpt_block" else 1)  # one per LayerNorm
+    assert len(calls) == n_default  # the plain step never calls the rule

@@ -273,3 +273,224 @@ def test_params_and_dtype_errors():
         layer.apply({**params, "offset": jnp.zeros(3)}, jnp.zeros((2, 4)))
     with pytest.raises(jaxnet.DTypeError, match="LayerNorm.*floating-point"):
         layer.apply(params, jnp.zeros((2, 4), jnp.int32))
+
+
+# ------------------------------------------------- custom gradient (custom_grad=True)
+# LayerNorm differentiates by default through a linear custom JVP rule whose
+# transpose is the hand-written backward (benchmark issue 5: jax.grad no slower than
+# the hand-written backward); custom_grad=False is plain autodiff of the forward.
+# RMSNorm has the same rule opt-in (custom_grad=True; it measured no faster).
+
+F64 = tolerance(jnp.float64, "analytic")
+
+# (id, constructor, kwargs, input shape): every params layout of both layers.
+CUSTOM = [
+    ("LayerNorm", jaxnet.LayerNorm, {}, (3, 6)),
+    ("LayerNorm-rank3-eps", jaxnet.LayerNorm, {"epsilon": 1e-3}, (2, 3, 5)),
+    ("LayerNorm-noscale", jaxnet.LayerNorm, {"use_scale": False}, (3, 6)),
+    ("LayerNorm-nobias", jaxnet.LayerNorm, {"use_bias": False}, (3, 6)),
+    ("LayerNorm-bare", jaxnet.LayerNorm, {"use_scale": False, "use_bias": False},
+     (3, 6)),
+    ("RMSNorm", jaxnet.RMSNorm, {}, (3, 6)),
+    ("RMSNorm-noscale", jaxnet.RMSNorm, {"use_scale": False}, (2, 3, 5)),
+]  # fmt: skip
+CUSTOM_IDS = [c[0] for c in CUSTOM]
+CUSTOM_ARGS = [c[1:] for c in CUSTOM]
+
+
+def _f64_problem(make, kwargs, shape, seed=11, mean=2.0):
+    """(default layer, plain layer, float64 params, x, cotangent g)."""
+    fast = make(dtype=jnp.float64, custom_grad=True, **kwargs)
+    plain = make(dtype=jnp.float64, custom_grad=False, **kwargs)
+    rng = np.random.default_rng(seed)
+    shapes = jax.eval_shape(lambda k: fast.init(k, shape)[1], KEY)
+    params = {
+        k: jnp.asarray(1.0 + 0.5 * rng.standard_normal(v.shape))
+        for k, v in sorted(shapes.items())
+    }
+    x = jnp.asarray(mean + 1.5 * rng.standard_normal(shape))
+    g = jnp.asarray(rng.standard_normal(shape))
+    return fast, plain, params, x, g
+
+
+def _assert_trees_close(actual, expected, tol, what=""):
+    la, ta = jax.tree.flatten(actual)
+    le, te = jax.tree.flatten(expected)
+    assert ta == te, f"{what}: {ta} != {te}"
+    for a, e in zip(la, le, strict=True):
+        assert a.dtype == e.dtype, f"{what}: {a.dtype} != {e.dtype}"
+        np.testing.assert_allclose(a, e, rtol=tol.rtol, atol=tol.atol, err_msg=what)
+
+
+def _uses_custom_rule(layer, params, x) -> bool:
+    jaxpr = str(jax.make_jaxpr(layer.apply)(params, x))
+    return "custom_jvp_call" in jaxpr
+
+
+def test_custom_grad_defaults_flag_and_desc():
+    x, params = jnp.ones((2, 4)), {"scale": jnp.ones(4), "offset": jnp.zeros(4)}
+    assert _uses_custom_rule(jaxnet.LayerNorm(), params, x)
+    assert not _uses_custom_rule(jaxnet.LayerNorm(custom_grad=False), params, x)
+    scale = {"scale": jnp.ones(4)}
+    assert _uses_custom_rule(jaxnet.RMSNorm(custom_grad=True), scale, x)
+    assert not _uses_custom_rule(jaxnet.RMSNorm(), scale, x)  # opt-in for RMSNorm
+    assert jaxnet.LayerNorm(custom_grad=False).desc == (
+        "LayerNorm(epsilon=1e-06, custom_grad=False)"
+    )
+    assert jaxnet.LayerNorm().desc == "LayerNorm(epsilon=1e-06)"
+    assert jaxnet.RMSNorm(custom_grad=True).desc == (
+        "RMSNorm(epsilon=1e-06, custom_grad=True)"
+    )
+    assert jaxnet.RMSNorm().desc == "RMSNorm(epsilon=1e-06)"
+
+
+@pytest.mark.parametrize("make, kwargs, shape", CUSTOM_ARGS, ids=CUSTOM_IDS)
+def test_custom_grad_equals_analytic_backward_float64(make, kwargs, shape):
+    """jax.grad through the custom rule == the hand-written backward == plain
+    autodiff, float64 "analytic" tolerance; w.r.t. (params, x), params only and x
+    only (the rule's symbolic-zero branches), under jit. The forward is unchanged."""
+    fast, plain, params, x, g = _f64_problem(make, kwargs, shape)
+
+    @jax.jit
+    def grads(params, x):
+        out = {}
+        for name, layer in (("fast", fast), ("plain", plain)):
+
+            def loss(p, x, layer=layer):
+                return jnp.sum(g * layer.apply(p, x))
+
+            out[name] = (
+                jax.grad(loss, (0, 1))(params, x),
+                jax.grad(loss, 0)(params, x),
+                jax.grad(loss, 1)(params, x),
+                layer.apply(params, x),
+            )
+        out["hand"] = fast.backward(params, x, fast.apply(params, x), g)
+        return out
+
+    out = grads(params, x)
+    (both, p_only, x_only, y_fast), (both_p, _, _, y_plain) = out["fast"], out["plain"]
+    hand_params, hand_x = out["hand"]
+    np.testing.assert_array_equal(y_fast, y_plain)
+    _assert_trees_close(both, (hand_params, hand_x), F64, "grad (params, x)")
+    _assert_trees_close(p_only, hand_params, F64, "grad params")
+    _assert_trees_close(x_only, hand_x, F64, "grad x")
+    _assert_trees_close(both, both_p, F64, "custom vs plain")
+    assert float(jnp.max(jnp.abs(hand_x))) > 1e-2  # not vacuous
+
+
+@pytest.mark.parametrize(
+    "make, kwargs, shape",
+    [c[1:] for c in CUSTOM if c[0] in ("LayerNorm", "LayerNorm-nobias", "RMSNorm")],
+    ids=["LayerNorm", "LayerNorm-nobias", "RMSNorm"],
+)
+def test_custom_grad_keeps_forward_mode_and_higher_order(make, kwargs, shape):
+    """jax.jvp, jax.hessian (forward over reverse), jacfwd and reverse over reverse
+    through the custom rule equal plain autodiff's, float64."""
+    fast, plain, params, x, g = _f64_problem(make, kwargs, shape, seed=12)
+    rng = np.random.default_rng(13)
+    dparams = jax.tree.map(lambda a: jnp.asarray(rng.standard_normal(a.shape)), params)
+    dx = jnp.asarray(rng.standard_normal(shape))
+
+    @jax.jit
+    def derivatives(params, x):
+        out = []
+        for layer in (fast, plain):
+
+            def scalar(p, x, layer=layer):
+                return jnp.sum(g * jnp.sin(layer.apply(p, x)))
+
+            out.append(
+                (
+                    jax.jvp(layer.apply, (params, x), (dparams, dx)),
+                    jax.hessian(scalar, (0, 1))(params, x),
+                    jax.jacfwd(layer.apply, (0, 1))(params, x),
+                    jax.jacrev(jax.grad(scalar, 1), 0)(params, x),
+                )
+            )
+        return out
+
+    fast_out, plain_out = derivatives(params, x)
+    # Second derivatives sum more terms: compare at 10x the first-order tolerance.
+    tol2 = type(F64)(rtol=10 * F64.rtol, atol=10 * F64.atol)
+    names = ["jvp", "hessian", "jacfwd", "jacrev(grad)"]
+    for name, a, b, tol in zip(names, fast_out, plain_out, [F64, tol2, F64, tol2]):
+        _assert_trees_close(a, b, tol, name)
+    hess_xx = fast_out[1][1][1]
+    assert hess_xx.shape == shape + shape and float(jnp.max(jnp.abs(hess_xx))) > 1e-2
+
+
+def test_custom_grad_under_vmap_matches_per_example():
+    """vmap of the custom-rule gradient over examples (shared params) equals each
+    example's gradient, and the per-example params gradients sum to the batch's."""
+    fast, plain, params, x, g = _f64_problem(jaxnet.LayerNorm, {}, (4, 3, 6), seed=14)
+
+    def loss(p, x, g):
+        return jnp.sum(g * fast.apply(p, x))
+
+    per_example = jax.jit(jax.vmap(jax.grad(loss, (0, 1)), (None, 0, 0)))
+    dp, dx = per_example(params, x, g)
+    assert dx.shape == x.shape and dp["scale"].shape == (4, 6)
+    dp_all, dx_all = jax.jit(jax.grad(loss, (0, 1)))(params, x, g)
+    np.testing.assert_allclose(dx, dx_all, rtol=F64.rtol, atol=F64.atol)
+    _assert_trees_close(jax.tree.map(lambda a: a.sum(0), dp), dp_all, F64, "vmap")
+    hand_p, hand_x = fast.backward(params, x[1], None, g[1])
+    _assert_trees_close(
+        (jax.tree.map(lambda a: a[1], dp), dx[1]), (hand_p, hand_x), F64, "ex 1"
+    )
+
+
+def test_custom_grad_bfloat16_input():
+    """bfloat16 input, float32 params: the custom rule's gradients have the plain
+    version's dtypes (dx bfloat16, dparams float32) and agree with the float64
+    hand-written backward to bfloat16 tolerance."""
+    rng = np.random.default_rng(15)
+    x = jnp.asarray((3.0 + rng.standard_normal((4, 16))).astype(jnp.bfloat16))
+    g = jnp.asarray(rng.standard_normal((4, 16)).astype(jnp.bfloat16))
+    params = {"scale": jnp.asarray(1 + 0.5 * rng.standard_normal(16), jnp.float32),
+              "offset": jnp.asarray(rng.standard_normal(16), jnp.float32)}  # fmt: skip
+
+    @jax.jit
+    def grads(params, x):
+        out = []
+        for layer in (jaxnet.LayerNorm(), jaxnet.LayerNorm(custom_grad=False)):
+
+            def loss(p, x, layer=layer):
+                return jnp.sum(g.astype(jnp.float32) * layer.apply(p, x))
+
+            out.append(jax.grad(loss, (0, 1))(params, x))
+        return out
+
+    fast, plain = grads(params, x)
+    assert fast[1].dtype == plain[1].dtype == jnp.bfloat16
+    assert fast[0]["scale"].dtype == plain[0]["scale"].dtype == jnp.float32
+    p64 = jax.tree.map(lambda a: a.astype(jnp.float64), params)
+    ref = jaxnet.analytic.layer_norm_vjp(
+        p64, x.astype(jnp.float64), g.astype(jnp.float64)
+    )
+    bf16 = tolerance(jnp.bfloat16, "analytic")
+    for a, r in zip(jax.tree.leaves(fast), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_allclose(
+            np.asarray(a, np.float64), r, rtol=bf16.rtol, atol=bf16.atol
+        )
+
+
+def test_array_epsilon_keeps_its_gradient():
+    """The custom rule treats epsilon as a constant: an array epsilon (here traced by
+    jax.grad) must take plain autodiff, not get a silent zero gradient."""
+    x = jnp.asarray(np.arange(6.0).reshape(2, 3))
+    params = {"scale": jnp.ones(3), "offset": jnp.zeros(3)}
+
+    def d_eps(custom_grad):
+        def f(eps):
+            y = jaxnet.analytic.layer_norm(
+                params, x, epsilon=eps, custom_grad=custom_grad
+            )
+            return jnp.sum(y * y)
+
+        return float(jax.grad(f)(jnp.float64(0.1)))
+
+    # sum(xhat^2) = N var / (var + eps) per row; var = 2/3, N = 3, two rows.
+    want = -2 * 3 * (2 / 3) / (2 / 3 + 0.1) ** 2
+    np.testing.assert_allclose(d_eps(True), want, rtol=F64.rtol)
+    np.testing.assert_allclose(d_eps(False), want, rtol=F64.rtol)
