@@ -5,6 +5,7 @@ line works, and the README's quickstart runs as written.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -70,13 +71,19 @@ def test_star_import_matches_all():
 # per module, and the tests below wait on their results.
 
 
-def _python(*args: str, cwd: Path) -> subprocess.Popen:
+def _python(*args: str, cwd: Path, devices: int | None = None) -> subprocess.Popen:
+    env = None
+    if devices is not None:  # simulated CPU devices: set before JAX starts
+        flag = f"--xla_force_host_platform_device_count={devices}"
+        env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+        env["XLA_FLAGS"] = flag
     return subprocess.Popen(
         [sys.executable, *args],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
 
 
@@ -93,6 +100,7 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("api")
     (tmp / "quickstart.py").write_text(_quickstart())
     (tmp / "training.py").write_text(_quickstart("## Training: pure steps"))
+    (tmp / "scaling.py").write_text(_quickstart("## Scaling out"))
     procs = {
         "version": _python("-m", "jaxnet", "version", cwd=tmp),
         "dense": _python(
@@ -108,6 +116,7 @@ def runs(tmp_path_factory):
         "tanh": _python("-m", "jaxnet", "check", "--only", "Tanh", cwd=tmp),
         "quickstart": _python(str(tmp / "quickstart.py"), cwd=tmp),
         "training": _python(str(tmp / "training.py"), cwd=tmp),
+        "scaling": _python(str(tmp / "scaling.py"), cwd=tmp, devices=4),
     }
     results = {}
     try:
@@ -189,6 +198,19 @@ def test_readme_training_example_runs(runs):
     import jaxnet as jn
 
     assert jn.inspect_checkpoint(tmp / "run.jnc")["metadata"]["kind"] == "jaxnet.fit"
+
+
+def test_readme_scaling_example_runs_on_four_devices(runs):
+    _, results = runs
+    rc, out, err = results["scaling"]
+    assert rc == 0, out + err
+    line = out.strip().splitlines()[-1]
+    assert line.startswith(
+        "DataParallel(axis='data', size=4, mesh={'data': 4}, fsdp=True)"
+    )
+    loss = float(re.search(r"fsdp=True\) ([\d.]+) ", line).group(1))
+    assert 3.0 < loss < 5.0  # about ln(64) = 4.16 after 3 steps on random tokens
+    assert line.endswith("P(None, None, 'data')")  # stacked (4, 32, 128) w: FSDP-split
 
 
 def test_readme_quickstart_runs(runs):
