@@ -38,7 +38,10 @@ library and run imports the library (timed apart), starts the JAX backend
 (``jax.devices()``, timed apart), then builds the MLP and initialises its parameters,
 blocked until ready (``init_s``, the number the target is about). ``jaxnet_jit_init``
 is jaxnet with ``jax.jit(model.init, static_argnums=1)``: one compilation instead of
-one per eager op.
+one per eager op. ``jaxnet_pcache`` is eager jaxnet with JAX's persistent compilation
+cache on (``JAX_COMPILATION_CACHE_DIR``, minimum compile time and entry size 0, a
+fresh directory filled by one unrecorded child first): what every process after the
+first gets when a user turns the cache on (a library must not set it on import).
 
 Targets (shown, never asserted): jaxnet at most 1.02x raw JAX; at batch 1 at most
 +0.02 ms over raw JAX (the issue measured Flax ``nnx.jit`` +1.0 ms, Equinox
@@ -54,6 +57,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable
@@ -73,7 +77,14 @@ BATCHES = (1, 128, 1024)
 #: Every implementation, in report order; ``raw`` is the reference.
 IMPLS = ("jaxnet", "raw", "flax_nnx", "equinox", "torch")
 #: Libraries of the fresh-process init measurement.
-INIT_LIBS = ("jaxnet", "jaxnet_jit_init", "flax_nnx", "equinox", "torch")
+INIT_LIBS = (
+    "jaxnet",
+    "jaxnet_jit_init",
+    "jaxnet_pcache",
+    "flax_nnx",
+    "equinox",
+    "torch",
+)
 #: Peers timed in a block of their own against raw JAX (see :func:`time_batch`).
 SEPARATE = ("torch",)
 TARGET_RATIO = 1.02
@@ -487,6 +498,13 @@ _CHILD: dict[str, tuple[str, str, str]] = {
         _MODEL_JAXNET + "_, params = model.init(jax.random.key(0), (None, 784))",
         "jax.block_until_ready(params)",
     ),
+    # jaxnet with JAX's persistent compilation cache (a user setting, never the
+    # library's; see init_times): every process after the first reads its programs.
+    "jaxnet_pcache": (
+        "import jax\nimport jaxnet",
+        _MODEL_JAXNET + "_, params = model.init(jax.random.key(0), (None, 784))",
+        "jax.block_until_ready(params)",
+    ),
     "jaxnet_jit_init": (
         "import jax\nimport jaxnet",
         _MODEL_JAXNET + "_, params = jax.jit(model.init, static_argnums=1)("
@@ -577,35 +595,59 @@ def init_times(
       RuntimeError: when a child fails, with its stderr.
     """
     versions = available()
-    todo = []
+    todo: list[str] = []
     for lib in libs:
         if versions.get(lib, "") is None:
             say(f"{lib}: not importable (skipped)")
         else:
             todo.append(lib)
     got: dict[str, dict[str, list[float]]] = {lib: {} for lib in todo}
-    env = dict(os.environ)
-    for _ in range(runs):
-        for lib in todo:
-            t0 = time.perf_counter()
-            proc = subprocess.run(
-                [sys.executable, "-c", child_code(lib)],
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                env=env,
-            )
-            wall = time.perf_counter() - t0
-            if proc.returncode != 0:
-                raise RuntimeError(
-                    f"benchmarks.peers.init_times: the {lib} child exited with "
-                    f"{proc.returncode}; its stderr ends: {proc.stderr[-1500:]}"
-                )
-            rec = json.loads(proc.stdout.strip().splitlines()[-1])
-            rec["wall_s"] = wall
-            for k, v in rec.items():
-                got[lib].setdefault(k, []).append(float(v))
+    with tempfile.TemporaryDirectory(prefix="jaxnet_pcache_") as cache:
+        envs = {lib: _child_env(lib, cache) for lib in todo}
+        if "jaxnet_pcache" in todo and runs > 0:  # the first process fills the cache
+            _run_child("jaxnet_pcache", envs["jaxnet_pcache"], timeout)
+        for _ in range(runs):
+            for lib in todo:
+                rec = _run_child(lib, envs[lib], timeout)
+                for k, v in rec.items():
+                    got[lib].setdefault(k, []).append(float(v))
     return {lib: {k: summary(v) for k, v in d.items()} for lib, d in got.items()}
+
+
+def _child_env(lib: str, cache_dir: str) -> dict[str, str]:
+    """The child's environment: the parent's, plus the persistent compilation cache
+    (every program, however fast it compiled) for ``jaxnet_pcache`` only."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))
+    }
+    if lib == "jaxnet_pcache":
+        env["JAX_COMPILATION_CACHE_DIR"] = cache_dir
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+        env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+    return env
+
+
+def _run_child(lib: str, env: dict[str, str], timeout: float) -> dict[str, float]:
+    """One fresh child of :func:`child_code`: its JSON record plus ``wall_s``."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", child_code(lib)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"benchmarks.peers.init_times: the {lib} child exited with "
+            f"{proc.returncode}; its stderr ends: {proc.stderr[-1500:]}"
+        )
+    rec = json.loads(proc.stdout.strip().splitlines()[-1])
+    rec["wall_s"] = wall
+    return rec
 
 
 # ------------------------------------------------------------------ the whole case
