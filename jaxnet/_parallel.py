@@ -160,9 +160,10 @@ class DataParallel:
     # ------------------------------------------------------------------ placement
 
     def _put(self, leaf: Any, sharding: NamedSharding) -> Any:
-        if isinstance(leaf, jax.Array) and leaf.sharding.is_equivalent_to(
-            sharding, leaf.ndim
-        ):
+        # Only an exact match is kept: an equivalent SingleDeviceSharding (a fresh
+        # init's arrays on a one-device mesh) would make jax.jit compile the step
+        # again when the next call passes the step's own NamedSharding outputs.
+        if isinstance(leaf, jax.Array) and leaf.sharding == sharding:
             return leaf
         if jax.process_count() == 1 or (
             isinstance(leaf, jax.Array) and not leaf.is_fully_addressable

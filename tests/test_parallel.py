@@ -243,3 +243,18 @@ def test_bad_distributed_arguments(args, match, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(jaxnet.DistributedError, match=match):
         jaxnet.initialize_distributed(*args, timeout=1.0)
+
+
+def test_fresh_params_do_not_make_the_second_step_recompile():
+    """A fresh init's arrays (SingleDeviceSharding) are re-placed on the mesh, so the
+    step's own outputs (NamedSharding) hit the same compiled program next call."""
+    model, opt = jaxnet.Dense(2), optax.sgd(0.1)
+    _, params = model.init(jax.random.key(0), (None, 3))
+    dp = jaxnet.DataParallel()
+    step = dp.step(jaxnet.make_train_step(model, jaxnet.losses.mse, opt))
+    opt_state = opt.init(params)
+    batch = (jnp.ones((4, 3)), jnp.ones((4, 2)))
+    for _ in range(3):
+        params, opt_state, _ = step(params, opt_state, batch)
+    (jitted,) = step._cache.values()
+    assert jitted._cache_size() == 1
