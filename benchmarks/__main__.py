@@ -9,6 +9,11 @@ Cases (``--case``, repeatable: a case name, a family, ``seed`` or ``all``):
   PyTorch eager (each where importable), batch 1, 128 and 1024, plus first-call
   compile and fresh-process build + init times; see ``benchmarks/peers.py``. Not in
   ``--quick`` unless named.
+* ``deep``: a GPT-style ``jaxnet.Stack`` of N ``TransformerBlock(4, 256, causal=True)``
+  on ``(8, 128, 256)``: trace + compile seconds of the gradient step vs N (1-12),
+  scanned vs unrolled; XLA's memory analysis and step time at N = 12 with remat off,
+  on and ``"dots_saveable"``; see ``benchmarks/deep.py``. Not in ``--quick`` unless
+  named (then width 64, N in 1 and 4).
 * ``seed``: logistic regression, 2 features, 100 samples, 100 full-batch SGD epochs:
   a per-step jitted Python loop vs the fused ``lax.scan`` (``jaxnet.train_scan``) vs
   NumPy by hand (vs PyTorch eager where importable); see ``benchmarks/seed.py``.
@@ -33,7 +38,7 @@ from typing import Any
 from . import _report
 from ._peak import matmul_peak
 from ._runner import RefusedToTime, environment, run_case
-from .cases import CASES, PEERS, SEED, select
+from .cases import CASES, DEEP, PEERS, SEED, select
 from .seed import format_seed, seed_case
 
 __all__ = ["environment", "main"]
@@ -83,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for name in CASES:
             print(name)
+        print(DEEP)
         print(PEERS)
         print(SEED)
         return 0
@@ -98,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     t0 = time.perf_counter()
     peak = None
-    if any(n not in (SEED, PEERS) for n in names):
+    if any(n not in (SEED, PEERS, DEEP) for n in names):
         _progress("[peak] matmul 2048x2048 float32 ...")
         peak = matmul_peak(repeats=3 if args.quick else 7, min_time=min_time)
         g = peak["gflops"]
@@ -132,6 +138,30 @@ def main(argv: list[str] | None = None) -> int:
                     min_time=min_time,
                     init_runs=2 if args.quick else 3,
                     compile_repeats=2 if args.quick else 5,
+                )
+            except RefusedToTime as e:
+                _progress(f"{tag} REFUSED: {e}")
+                refused.append(name)
+                rows.append({**env, "case": name, "refused": str(e)})
+                continue
+            rows.append(row)
+            _progress(f"{tag} done in {time.perf_counter() - t:.1f} s")
+            continue
+        if name == DEEP:
+            if args.quick and name not in exact:
+                _progress(f"{tag} skipped (not a quick case)")
+                continue
+            from .deep import deep_case
+
+            _progress(f"{tag}: Stack of transformer blocks, scan vs unroll, remat ...")
+            t = time.perf_counter()
+            try:
+                row = deep_case(
+                    quick=args.quick,
+                    repeats=args.repeats or (3 if args.quick else 7),
+                    min_time=min_time,
+                    compile_repeats=1 if args.quick else 3,
+                    say=_progress,
                 )
             except RefusedToTime as e:
                 _progress(f"{tag} REFUSED: {e}")
@@ -178,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     if peers:
         print()
         print(peers)
+    deep = _report.deep_table(rows)
+    if deep:
+        print()
+        print(deep)
     for row in rows:
         if row.get("case") == _report.SEED_CASE:
             print()

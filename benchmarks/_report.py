@@ -15,6 +15,7 @@ from typing import Any
 
 SEED_CASE = "seed_logreg_2x100_e100"
 PEERS_CASE = "peers"
+DEEP_CASE = "deep"
 
 
 def _ms(t: dict[str, float] | None) -> str:
@@ -224,6 +225,20 @@ def peers_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def deep_table(rows: list[dict[str, Any]]) -> str:
+    """The deep case (:mod:`benchmarks.deep`) as markdown, "" when absent.
+
+    Example:
+      >>> deep_table([])
+      ''
+    """
+    if not any(r.get("case") == DEEP_CASE and "compile" in r for r in rows):
+        return ""
+    from .deep import deep_table as table
+
+    return table(rows)
+
+
 def markdown(
     rows: list[dict[str, Any]], env: dict[str, Any], peak: dict[str, Any] | None
 ) -> str:
@@ -275,6 +290,9 @@ def markdown(
     peers = peers_table(rows)
     if peers:
         parts += ["", peers]
+    deep = deep_table(rows)
+    if deep:
+        parts += ["", deep]
     seed = seed_table(rows)
     if seed:
         parts += ["", "### Seed case: logistic regression, 100 epochs", "", seed]
@@ -356,6 +374,10 @@ def _plots(out_dir: str, rows: list[dict[str, Any]]) -> list[str]:
         fig.savefig(path, dpi=120)
         plt.close(fig)
         written.append(path)
+    if any(r.get("case") == DEEP_CASE and "compile" in r for r in rows):
+        from .deep import plot_compile
+
+        written += plot_compile(rows, out_dir)
     return written
 
 

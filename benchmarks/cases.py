@@ -6,7 +6,9 @@
 the ``Case`` protocol (it times whole training runs); :func:`select` names it
 :data:`SEED`. Nor does the peers case (:mod:`benchmarks.peers`: the MLP in jaxnet, raw
 JAX, Flax NNX, Equinox and PyTorch, and fresh-process init times), named
-:data:`PEERS`.
+:data:`PEERS`, nor the deep case (:mod:`benchmarks.deep`: a stack of transformer
+blocks scanned vs unrolled, compile time vs depth, memory with remat), named
+:data:`DEEP`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from .cases_mlp import CASES as _MLP_CASES
 
 SEED = "seed"
 PEERS = "peers"
+DEEP = "deep"
 
 #: ``name -> build(quick) -> Case``, in run order.
 CASES: dict[str, Callable[[bool], Case]] = dict(_MLP_CASES)
@@ -36,19 +39,19 @@ else:
 
 
 def families() -> list[str]:
-    """Every family name ``--case`` accepts (``seed`` and ``peers`` included), sorted."""
-    return sorted(set().union(*FAMILIES.values()) | {SEED, PEERS})
+    """Every family name ``--case`` accepts (``seed``, ``peers``, ``deep`` included), sorted."""
+    return sorted(set().union(*FAMILIES.values()) | {SEED, PEERS, DEEP})
 
 
 def select(names: Iterable[str] | None) -> list[str]:
-    """Resolve ``--case`` values to case names, in registry order, then peers, seed last.
+    """Resolve ``--case`` values to case names, in registry order, then deep, peers, seed.
 
     Each value is an exact case name (``mlp_b128``), a family (``mlp``: every case
     whose name starts with ``mlp``; ``layers``: every case of ``cases_layers``),
-    ``peers``, ``seed``, or ``all``. No value means ``all``.
+    ``peers``, ``deep``, ``seed``, or ``all``. No value means ``all``.
 
     Returns:
-      Case names from :data:`CASES`, plus :data:`PEERS` and :data:`SEED` when
+      Case names from :data:`CASES`, plus :data:`PEERS`, :data:`DEEP` and :data:`SEED` when
       selected, without repeats.
 
     Raises:
@@ -62,8 +65,8 @@ def select(names: Iterable[str] | None) -> list[str]:
     chosen: set[str] = set()
     for value in wanted:
         if value == "all":
-            chosen |= set(CASES) | {PEERS, SEED}
-        elif value in (SEED, PEERS) or value in CASES:
+            chosen |= set(CASES) | {PEERS, DEEP, SEED}
+        elif value in (SEED, PEERS, DEEP) or value in CASES:
             chosen.add(value)
         elif value in families():
             chosen |= {n for n in CASES if value in FAMILIES[n]}
@@ -72,5 +75,5 @@ def select(names: Iterable[str] | None) -> list[str]:
                 f"benchmarks --case: unknown case or family {value!r}. Cases: "
                 f"{', '.join(CASES)}; families: {', '.join(families())}; or 'all'."
             )
-    extra = [n for n in (PEERS, SEED) if n in chosen]
+    extra = [n for n in (DEEP, PEERS, SEED) if n in chosen]
     return [n for n in CASES if n in chosen] + extra
