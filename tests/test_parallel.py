@@ -155,6 +155,11 @@ def test_two_processes_equal_the_single_process_run(tmp_path):
 # ------------------------------------------------------ one device, in-process
 
 
+def _one_device(**kw):
+    """A one-device DataParallel whatever XLA_FLAGS this process started with."""
+    return jaxnet.DataParallel(jaxnet.data_mesh(jax.devices()[:1]), **kw)
+
+
 def test_one_device_step_equals_the_jitted_step():
     model = jaxnet.serial(jaxnet.Dense(4), jaxnet.Tanh(), jaxnet.Dense(2))
     _, params = model.init(jax.random.key(0), (None, 3))
@@ -163,7 +168,7 @@ def test_one_device_step_equals_the_jitted_step():
     x = jax.random.normal(jax.random.key(1), (6, 3))
     y = jax.random.normal(jax.random.key(2), (6, 2))
     ref = jax.jit(step)(params, opt.init(params), (x, y))
-    dp = jaxnet.DataParallel()
+    dp = _one_device()
     got = dp.step(step, donate=False)(params, opt.init(params), (x, y))
     tol = tolerance(jnp.float64)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref), strict=True):
@@ -172,15 +177,15 @@ def test_one_device_step_equals_the_jitted_step():
 
 
 def test_fsdp_placement_rule():
-    dp = jaxnet.DataParallel(fsdp=True, min_shard_size=8)
+    dp = _one_device(fsdp=True, min_shard_size=8)
     spec = lambda a: tuple(dp.param_sharding(a).spec)  # noqa: E731
     assert spec(jnp.zeros((3, 5))) == (None, "data")  # the largest axis
     assert spec(jnp.zeros((6, 2))) == ("data",)
     assert spec(jnp.zeros((7,))) == ()  # under min_shard_size: replicated
     assert spec(jnp.zeros(())) == ()
     assert spec(jax.random.split(jax.random.key(0), 16)) == ()  # keys stay whole
-    assert tuple(jaxnet.DataParallel().param_sharding(jnp.zeros((3, 5))).spec) == ()
-    assert jaxnet.DataParallel().process_slice(12) == slice(0, 12)
+    assert tuple(_one_device().param_sharding(jnp.zeros((3, 5))).spec) == ()
+    assert _one_device().process_slice(12) == slice(0, 12)
 
 
 def test_bad_mesh_arguments():
@@ -250,7 +255,7 @@ def test_fresh_params_do_not_make_the_second_step_recompile():
     step's own outputs (NamedSharding) hit the same compiled program next call."""
     model, opt = jaxnet.Dense(2), optax.sgd(0.1)
     _, params = model.init(jax.random.key(0), (None, 3))
-    dp = jaxnet.DataParallel()
+    dp = _one_device()
     step = dp.step(jaxnet.make_train_step(model, jaxnet.losses.mse, opt))
     opt_state = opt.init(params)
     batch = (jnp.ones((4, 3)), jnp.ones((4, 2)))
