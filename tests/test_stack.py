@@ -56,8 +56,8 @@ def test_stack_is_the_serial_composition_of_its_blocks():
     stack, params, x = _setup()
     key = jax.random.key(2)
     apply, sliced = _serial_equivalent(params, key)
-    y = stack.apply(params, x, key=key, train=True)
-    _close(y, apply(sliced, x))
+    y = jax.jit(lambda p, x: stack.apply(p, x, key=key, train=True))(params, x)
+    _close(y, jax.jit(apply)(sliced, x))
 
     def loss_stack(p):
         return jnp.sum(jnp.sin(stack.apply(p, x, key=key, train=True)))
@@ -65,8 +65,8 @@ def test_stack_is_the_serial_composition_of_its_blocks():
     def loss_serial(p):
         return jnp.sum(jnp.sin(apply(p, x)))
 
-    g_stack = jax.grad(loss_stack)(params)
-    g_serial = jax.grad(loss_serial)(sliced)
+    g_stack = jax.jit(jax.grad(loss_stack))(params)
+    g_serial = jax.jit(jax.grad(loss_serial))(sliced)
     for i in range(NUM):
         _close(jax.tree.map(lambda a, i=i: a[i], g_stack), g_serial[f"b{i}"])
 
@@ -106,25 +106,25 @@ def test_unrolled_and_rematerialised_stacks_give_the_same_numbers(kw):
     def loss(layer):
         return lambda p, x: jnp.sum(jnp.tanh(layer.apply(p, x, key=key, train=True)))
 
+    # Values and gradients (value_and_grad: the loss is a function of the outputs).
     _close(
-        other.apply(params, x, key=key, train=True),
-        base.apply(params, x, key=key, train=True),
-    )
-    _close(
-        jax.grad(loss(other), argnums=(0, 1))(params, x),
-        jax.grad(loss(base), argnums=(0, 1))(params, x),
+        jax.jit(jax.value_and_grad(loss(other), argnums=(0, 1)))(params, x),
+        jax.jit(jax.value_and_grad(loss(base), argnums=(0, 1)))(params, x),
     )
 
 
 def test_analytic_backward_matches_autodiff_with_dropout():
     stack, params, x = _setup(remat=True)
     key = jax.random.key(5)
-    y = stack.apply(params, x, key=key, train=True)
-    g = jnp.cos(y)
-    dparams, dx = stack.backward(params, x, y, g, key=key, train=True)
-    _, vjp = jax.vjp(lambda p, x: stack.apply(p, x, key=key, train=True), params, x)
-    ref_p, ref_x = vjp(g)
-    _close((dparams, dx), (ref_p, ref_x))
+
+    @jax.jit
+    def both(params, x):
+        y, vjp = jax.vjp(lambda p, x: stack.apply(p, x, key=key, train=True), params, x)
+        g = jnp.cos(y)
+        return stack.backward(params, x, y, g, key=key, train=True), vjp(g)
+
+    hand, ref = both(params, x)
+    _close(hand, ref)
 
 
 def test_scan_compiles_the_block_once():
