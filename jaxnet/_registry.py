@@ -21,7 +21,7 @@ from . import _layers as Ly
 from . import _losses as L
 from ._analytic import loss_vjp
 from ._batchnorm import BatchNorm
-from ._case import LayerCase, LossCase, away_from
+from ._case import LayerCase, LossCase, away_from, host_rng
 from ._cases_conv import CONV_CASES
 from ._cases_norm import NORM_CASES
 from ._cases_rnn import RNN_CASES
@@ -270,10 +270,12 @@ LOSS_CASES: tuple[LossCase, ...] = (
 
 
 def _cotangent(key: PRNGKey, like: Any) -> Any:
+    """A random cotangent shaped like ``like`` (arrays or ``ShapeDtypeStruct``s)."""
     leaves, treedef = jax.tree.flatten(like)
-    keys = jax.random.split(key, len(leaves))
+    rng = host_rng(key)
     return jax.tree.unflatten(
-        treedef, [jax.random.normal(k, l.shape, l.dtype) for k, l in zip(keys, leaves)]
+        treedef,
+        [jax.device_put(rng.standard_normal(l.shape).astype(l.dtype)) for l in leaves],
     )
 
 
@@ -302,7 +304,7 @@ def layer_problem(
         y = layer.apply(p, xp, **opts)
         return y[0] if layer.stateful else y
 
-    g = _cotangent(k_g, out(params, x))
+    g = _cotangent(k_g, jax.eval_shape(out, params, x))
     with_x = all(jnp.issubdtype(a.dtype, jnp.inexact) for a in jax.tree.leaves(x))
 
     def f(point: dict) -> Array:
@@ -346,7 +348,11 @@ def check_layer(
     """
     f, analytic, point = layer_problem(case, dtype)
     method = case.method if method == "auto" else method
-    return check_grads(f, point, analytic=analytic, method=method, name=case.id)
+    # Jitted: one program per function instead of one per operation (op-by-op
+    # dispatch compiles every op of a TransformerBlock's gradient separately).
+    return check_grads(
+        jax.jit(f), point, analytic=jax.jit(analytic), method=method, name=case.id
+    )
 
 
 def check_loss(
