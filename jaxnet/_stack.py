@@ -214,6 +214,13 @@ def Stack(
                 x = run(slice_(params, i), x, None if keys is None else keys[i])
             return x, jax.tree.map(lambda *a: jnp.stack(a), *xs)
 
+        # The carry must keep one dtype: a block may widen its input (complex-step
+        # parameters, float64 weights on float32 data), so start from its output's.
+        first = jax.eval_shape(
+            run, slice_(params, 0), x, None if keys is None else keys[0]
+        )
+        x = jax.tree.map(lambda a, o: a.astype(o.dtype), x, first)
+
         def body(carry: Any, pk: Any) -> tuple[Any, Any]:
             p, k = pk
             return run(p, carry, k), carry
