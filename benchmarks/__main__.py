@@ -31,6 +31,7 @@ named exactly by ``--case`` runs anyway). ``--out DIR`` writes ``results.json``,
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from typing import Any
@@ -124,45 +125,37 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({**env, **row})
             _progress(f"{tag} done in {time.perf_counter() - t:.1f} s")
             continue
-        if name == PEERS:
+        if name in (PEERS, DEEP):  # slow families: in --quick only when named
             if args.quick and name not in exact:
                 _progress(f"{tag} skipped (not a quick case)")
                 continue
-            from .peers import peers_case
+            if name == PEERS:
+                from .peers import peers_case
 
-            _progress(f"{tag}: MLP vs raw JAX, Flax NNX, Equinox, PyTorch ...")
-            t = time.perf_counter()
-            try:
-                row = peers_case(
+                label = "MLP vs raw JAX, Flax NNX, Equinox, PyTorch"
+                run = functools.partial(
+                    peers_case,
                     repeats=repeats,
                     min_time=min_time,
                     init_runs=2 if args.quick else 3,
                     compile_repeats=2 if args.quick else 5,
                 )
-            except RefusedToTime as e:
-                _progress(f"{tag} REFUSED: {e}")
-                refused.append(name)
-                rows.append({**env, "case": name, "refused": str(e)})
-                continue
-            rows.append(row)
-            _progress(f"{tag} done in {time.perf_counter() - t:.1f} s")
-            continue
-        if name == DEEP:
-            if args.quick and name not in exact:
-                _progress(f"{tag} skipped (not a quick case)")
-                continue
-            from .deep import deep_case
+            else:
+                from .deep import deep_case
 
-            _progress(f"{tag}: Stack of transformer blocks, scan vs unroll, remat ...")
-            t = time.perf_counter()
-            try:
-                row = deep_case(
+                label = "Stack of transformer blocks, scan vs unroll, remat"
+                run = functools.partial(
+                    deep_case,
                     quick=args.quick,
                     repeats=args.repeats or (3 if args.quick else 7),
                     min_time=min_time,
                     compile_repeats=1 if args.quick else 3,
                     say=_progress,
                 )
+            _progress(f"{tag}: {label} ...")
+            t = time.perf_counter()
+            try:
+                row = run()
             except RefusedToTime as e:
                 _progress(f"{tag} REFUSED: {e}")
                 refused.append(name)

@@ -41,31 +41,24 @@ def _traced(key: PRNGKey) -> bool:
 
 def normal(key: PRNGKey, shape: tuple[int, ...], dtype: Any) -> Array:
     """Standard normal inputs (drawn on the host; ``jax.random`` under a trace)."""
-    if _traced(key):
-        return jax.random.normal(key, shape, dtype)
-    x = host_rng(key).standard_normal(shape)
-    return jax.device_put(x.astype(jnp.dtype(dtype)))
+    return away_from()(key, shape, dtype)
 
 
 def away_from(*kinks: float, margin: float = 0.1) -> Draw:
     """Normal inputs pushed at least ``margin`` away from each kink."""
 
     def draw(key: PRNGKey, shape: tuple[int, ...], dtype: Any) -> Array:
+        dtype = jnp.dtype(dtype)
         if _traced(key):
-            x = jax.random.normal(key, shape, dtype)
-            for k in kinks:
-                d = x - k
-                x = jnp.where(
-                    jnp.abs(d) < margin, k + jnp.where(d >= 0, margin, -margin) * 2, x
-                )
-            return x
-        x = host_rng(key).standard_normal(shape).astype(jnp.dtype(dtype))
+            xp, x = jnp, jax.random.normal(key, shape, dtype)
+        else:
+            xp, x = np, host_rng(key).standard_normal(shape).astype(dtype)
         for k in kinks:
             d = x - k
-            x = np.where(
-                np.abs(d) < margin, k + np.where(d >= 0, margin, -margin) * 2, x
+            x = xp.where(
+                xp.abs(d) < margin, k + xp.where(d >= 0, margin, -margin) * 2, x
             )
-        return jax.device_put(x.astype(jnp.dtype(dtype)))
+        return x if xp is jnp else jax.device_put(x.astype(dtype))
 
     return draw
 

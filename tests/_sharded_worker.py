@@ -87,6 +87,7 @@ def mlp_case(fsdp):
     single, multi = run_pair(model, loss, opt, (x, y), dp, init_shape=(None, 16))
     p, s = multi[0], multi[1]
     w0 = p["dense_0"]["w"]
+    placed = dp.put_batch(x)
     return {
         "max_param_diff": max_diff(single[0], p),
         "max_opt_diff": max_diff(single[1], s),
@@ -99,9 +100,9 @@ def mlp_case(fsdp):
         "w0_devices": len(w0.sharding.device_set),
         "b0_spec": spec(p["dense_0"]["b"]),
         "mu_w0_spec": spec(s[0].mu["dense_0"]["w"]),
-        "batch_spec": spec(dp.put_batch(x)),
+        "batch_spec": spec(placed),
         "batch_shard_shapes": sorted(
-            {tuple(sh.data.shape) for sh in dp.put_batch(x).addressable_shards}
+            {tuple(sh.data.shape) for sh in placed.addressable_shards}
         ),
     }
 
