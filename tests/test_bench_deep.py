@@ -13,6 +13,7 @@ the tests enter that explicitly, keeping strict dtype and rank promotion.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -172,3 +173,10 @@ def test_report_and_selection(row, tmp_path):
     (saved,) = json.loads(Path(paths["json"]).read_text())
     assert saved["case"] == "deep" and saved["config"]["depths"] == [1, 2]
     assert _report.deep_table([{"case": "deep", "refused": "x"}]) == ""
+    # The plot: with matplotlib (the ``bench`` extra) a real PNG, without it none.
+    if importlib.util.find_spec("matplotlib") is None:
+        assert paths["plots"] is None
+    else:
+        assert [Path(p).name for p in paths["plots"]] == ["deep_compile.png"]
+        data = Path(paths["plots"][0]).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000

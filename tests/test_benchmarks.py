@@ -11,6 +11,7 @@ the in-process tests enter that (keeping strict dtype and rank promotion) explic
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -206,6 +207,21 @@ def test_cli_bench_quick(tmp_path):
         assert mem["peak_bytes"] >= 2 * 4 * 669_706
     md = (tmp_path / "results.md").read_text()
     assert "| mlp_b128 |" in md and "autodiff/hand" in md and "matmul peak" in md
+    _check_plots(tmp_path, proc.stdout, ["ratios.png", "fraction_of_peak.png"])
+
+
+def _check_plots(out_dir, stdout: str, names: list[str]) -> None:
+    """With matplotlib (the ``bench`` extra) every plot is a real PNG; without it the
+    run says it skipped them and writes none."""
+    written = sorted(p.name for p in out_dir.glob("*.png"))
+    if importlib.util.find_spec("matplotlib") is None:
+        assert "plots skipped: matplotlib is not installed" in stdout
+        assert written == []
+        return
+    assert written == sorted(names)
+    for name in names:
+        data = (out_dir / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
 
 
 def _tiny_case(hand_scale: float) -> Case:
