@@ -225,56 +225,6 @@ def compute_dtype(*dtypes: Any) -> jnp.dtype:
     raise AssertionError("unreachable")
 
 
-def is_symbolic_zero(t: Any) -> bool:
-    """Whether a ``custom_jvp`` rule registered with ``symbolic_zeros=True`` got an
-    unperturbed input (a tangent that is known to be zero and costs nothing)."""
-    return isinstance(t, jax.custom_derivatives.SymbolicZero)
-
-
-@jax.custom_jvp
-def matmul(x: jax.Array, w: jax.Array) -> jax.Array:
-    """``x @ w`` over the last axis of ``x`` (``(..., in) @ (in, out)``), with a JVP
-    rule that flattens ``x``'s leading axes in the weight's tangent.
-
-    The forward is ``jnp.dot(x, w)`` unchanged. Only the weight term of the JVP is
-    written as the 2-D product ``x2 @ dw`` (``x2 = x.reshape(-1, in)``), so the
-    transpose ``jax.grad`` runs is ``dw = x2.T @ g2``, the hand-written
-    :func:`~jaxnet.analytic.dense_vjp`. Plain autodiff of a rank-3 ``x @ w``
-    transposes into a dot that contracts two batch axes, and XLA:CPU materialises a
-    transposed copy of the cotangent for it: a ``Dense`` on ``(8, 128, 256)`` took
-    1.33x the hand-written backward's time, 1.00x with this rule (issue 5). Flattening
-    the forward instead fixed that layer but broke the fusions around it in a GPT
-    block. Being a JVP rule, not a ``custom_vjp``, it keeps forward mode, ``hessian``
-    and grad-of-grad working.
-
-    Examples:
-      >>> import jax, jax.numpy as jnp
-      >>> from jaxnet._layer import matmul
-      >>> x, w = jnp.ones((2, 3, 4)), jnp.ones((4, 5))
-      >>> matmul(x, w).shape, jax.grad(lambda w: matmul(x, w).sum())(w)[0, 0]
-      ((2, 3, 5), Array(6., dtype=float32))
-    """
-    return jnp.dot(x, w)
-
-
-def _matmul_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
-    (x, w), (dx, dw) = primals, tangents
-    y = jnp.dot(x, w)
-    terms = []
-    if not is_symbolic_zero(dx):
-        terms.append(jnp.dot(dx, w))
-    if not is_symbolic_zero(dw):
-        x2 = x.reshape(-1, x.shape[-1]) if x.ndim > 1 else x
-        terms.append(jnp.dot(x2, dw).reshape(y.shape))
-    dy = terms[0] if terms else jnp.zeros_like(y)
-    for term in terms[1:]:
-        dy = dy + term
-    return y, dy
-
-
-matmul.defjvp(_matmul_jvp, symbolic_zeros=True)
-
-
 def numel(shape: tuple[int | None, ...]) -> int | None:
     """Product of the sizes, or ``None`` when any is free."""
     if any(d is None for d in shape):

@@ -24,7 +24,6 @@ from ._layer import (
     Layer,
     compute_dtype,
     fmt_shape,
-    matmul,
     numel,
     require_float,
     require_params,
@@ -88,7 +87,7 @@ def dense(params: Params, x: Array) -> Array:
     """Dense forward: ``y = x @ w + b`` over the last axis of ``x``."""
     w = params["w"]
     dt = compute_dtype(x.dtype, *(p.dtype for p in params.values()))
-    y = matmul(x.astype(dt), w.astype(dt))
+    y = jnp.dot(x.astype(dt), w.astype(dt))
     if "b" in params:
         b = params["b"].astype(dt)
         y = y + b.reshape((1,) * (y.ndim - 1) + b.shape)  # explicit rank: no promotion

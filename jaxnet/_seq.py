@@ -25,7 +25,6 @@ from ._layer import (
     Layer,
     compute_dtype,
     fmt_shape,
-    matmul,
     require_float,
     require_params,
     require_rank,
@@ -518,7 +517,7 @@ def attention_core_vjp(
 
 
 def _proj(p: Params, x: Array, dt: Any) -> Array:
-    y = matmul(x.astype(dt), p["w"].astype(dt))
+    y = jnp.dot(x.astype(dt), p["w"].astype(dt))
     if "b" in p:
         b = p["b"].astype(dt)
         y = y + b.reshape((1,) * (y.ndim - 1) + b.shape)
