@@ -18,7 +18,9 @@ the output's shape, written three ways:
   custom JVP rule whose transpose is the hand-written backward (issue 5: the
   library's gradient is never slower than the hand-written one; the suite shows
   both);
-* ``gpt_block`` adds ``"autodiff_remat"``: the block under ``jax.checkpoint``.
+* ``gpt_block`` adds ``"autodiff_remat"``: the block under ``jax.checkpoint``, and
+  ``"autodiff_hand_grad"``: ``jax.value_and_grad`` through ``jaxnet.hand_grad(block)``
+  (the hand-written backward as a ``custom_vjp``, opt-in).
 
 Cases and why those shapes:
 
@@ -483,7 +485,18 @@ def gpt_block(quick: bool, *, small: bool = False) -> Case:
             p, x, y
         )
 
-    extras = {"autodiff_remat": vg_remat, "autodiff_plain": vg_plain}
+    fast = jaxnet.hand_grad(model)
+
+    def vg_hand_grad(p, x, y):
+        return jax.value_and_grad(lambda p, x, y: _mse_objective(fast.apply(p, x), y))(
+            p, x, y
+        )
+
+    extras = {
+        "autodiff_remat": vg_remat,
+        "autodiff_plain": vg_plain,
+        "autodiff_hand_grad": vg_hand_grad,
+    }
     steps.update(_wrap(extras, sgd(LR)))
     grads.update({k: _grad_only(f) for k, f in extras.items()})
 
@@ -519,8 +532,9 @@ def gpt_block(quick: bool, *, small: bool = False) -> Case:
             "autodiff_remat wraps the block in jax.checkpoint: the backward "
             "recomputes the forward (about +1 forward of FLOPs) and stores only the "
             "block's inputs. autodiff_plain: the same block with "
-            "LayerNorm(custom_grad=False) (plain autodiff through both LayerNorms)."
-            + KEY_BIAS_NOTE
+            "LayerNorm(custom_grad=False) (plain autodiff through both LayerNorms). "
+            "autodiff_hand_grad: jax.value_and_grad through jaxnet.hand_grad(block), "
+            "a custom_vjp running the block's hand-written backward." + KEY_BIAS_NOTE
         ),
     )
 

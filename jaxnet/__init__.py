@@ -181,6 +181,7 @@ from ._parallel import ShardedStep as ShardedStep  # noqa: E402
 from ._parallel import data_mesh as data_mesh  # noqa: E402
 from ._parallel import initialize_distributed as initialize_distributed  # noqa: E402
 from ._stack import Stack as Stack  # noqa: E402
+from ._stack import hand_grad as hand_grad  # noqa: E402
 from ._stack import remat as remat  # noqa: E402
 
 __all__ += [
@@ -190,6 +191,7 @@ __all__ += [
     "Stack",
     "data_mesh",
     "initialize_distributed",
+    "hand_grad",
     "remat",
 ]
 # --- end scale-out ---

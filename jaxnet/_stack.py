@@ -1,5 +1,6 @@
-"""Deep models: ``Stack`` (N identical blocks scanned over stacked parameters) and
-``remat`` (recompute a layer's activations in the backward pass).
+"""Deep models: ``Stack`` (N identical blocks scanned over stacked parameters),
+``remat`` (recompute a layer's activations in the backward pass) and ``hand_grad``
+(make ``jax.grad`` run a layer's hand-written backward).
 
 ``Stack(block, n)`` keeps one copy of the block's parameter tree whose every leaf has
 a leading axis of size ``n`` and runs the blocks with :func:`jax.lax.scan`, so XLA
@@ -20,6 +21,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._errors import ParamsError, ShapeError
 from ._layer import Layer, fmt_shape, in_sublayer
@@ -106,6 +108,102 @@ def remat(layer: Layer, policy: RematPolicy = True) -> Layer:
         return _checkpointed(run, pol)(params, x, key)
 
     # The hand-written backward stores nothing between passes: it is the layer's own.
+    return Layer(layer.name, layer.init, apply, layer.backward, desc)
+
+
+def _split_options(kw: dict[str, Any]) -> tuple[list[Any], Callable[..., Any]]:
+    """``kw``'s array leaves (traced: ``mask=``) and a function rebuilding ``kw``
+    from them; the other leaves (``train=True``) stay Python values (static)."""
+    leaves, treedef = jax.tree.flatten(kw)
+    is_array = [isinstance(v, (jax.Array, np.ndarray)) for v in leaves]
+    static = [None if a else v for v, a in zip(leaves, is_array, strict=True)]
+
+    def rebuild(arrays: list[Any]) -> dict[str, Any]:
+        it = iter(arrays)
+        return treedef.unflatten(
+            [next(it) if a else v for v, a in zip(static, is_array, strict=True)]
+        )
+
+    return [v for v, a in zip(leaves, is_array, strict=True) if a], rebuild
+
+
+def _float_only(dx: Any, x: Any) -> Any:
+    """``dx`` with ``None`` (a zero cotangent) where ``x`` is integer or boolean
+    (token ids): ``custom_vjp`` wants no float cotangent there."""
+    if dx is None:
+        return None
+    return jax.tree.map(
+        lambda d, v: d if jnp.issubdtype(jnp.result_type(v), jnp.inexact) else None,
+        dx,
+        x,
+    )
+
+
+def hand_grad(layer: Layer) -> Layer:
+    """``layer`` whose gradient under :func:`jax.grad` is its hand-written backward.
+
+    ``apply`` is unchanged; ``jax.grad``/``jax.vjp`` through it run ``layer.backward``
+    (a :func:`jax.custom_vjp`), the computation :mod:`jaxnet.analytic` runs, so a
+    training step written with ``jax.grad`` costs what the hand-written step costs.
+    Use it where the suite shows autodiff slower than the hand-written backward
+    (``jaxnet bench``: the GPT block). Works under ``jit``, ``vmap``, :func:`remat`
+    and :func:`Stack`, with dropout keys and options.
+
+    The price is forward mode: ``jax.jvp``, ``jax.jacfwd`` and ``jax.linearize``
+    through a ``custom_vjp`` raise (reverse-over-reverse and forward-over-reverse
+    Hessian-vector products still work, through the backward's own operations). That
+    is why it is opt-in rather than the default. LayerNorm's hand-written backward is
+    on by default because it could be written as a linear JVP rule, which keeps
+    forward mode.
+
+    Args:
+      layer: a stateless layer or model whose layers all have hand-written backwards.
+
+    Returns:
+      A :class:`~jaxnet.Layer` with the same params, ``apply`` and ``backward``.
+
+    Raises:
+      NotImplementedError: ``layer`` has no hand-written backward.
+      ValueError: ``layer`` keeps state (BatchNorm).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jaxnet
+      >>> mlp = jaxnet.serial(jaxnet.Dense(4), jaxnet.Tanh(), jaxnet.Dense(1))
+      >>> fast = jaxnet.hand_grad(mlp)
+      >>> _, params = fast.init(jax.random.key(0), (None, 3))
+      >>> x = jnp.ones((2, 3))
+      >>> g = jax.grad(lambda p: jnp.sum(fast.apply(p, x)))(params)
+      >>> auto = jax.grad(lambda p: jnp.sum(mlp.apply(p, x)))(params)
+      >>> bool(jnp.allclose(g["dense_0"]["w"], auto["dense_0"]["w"], atol=1e-6))
+      True
+    """
+    desc = f"hand_grad({layer.desc})"
+    _no_state(desc, layer)
+    if layer.backward is None:
+        raise NotImplementedError(
+            f"{desc}: {layer.desc} has no hand-written backward, so there is nothing "
+            "to run in its place. Use the layer itself (jax.grad differentiates it)."
+        )
+
+    def apply(params: Params, x: Any, *, key: PRNGKey | None = None, **kw: Any) -> Any:
+        arrays, options = _split_options(kw)
+
+        @jax.custom_vjp
+        def run(p: Params, x: Any, k: PRNGKey | None, arrays: list[Any]) -> Any:
+            return layer.apply(p, x, key=k, **options(arrays))
+
+        def fwd(p: Params, x: Any, k: PRNGKey | None, arrays: list[Any]) -> Any:
+            y = layer.apply(p, x, key=k, **options(arrays))
+            return y, (p, x, y, k, arrays)
+
+        def bwd(res: tuple, g: Any) -> tuple:
+            p, x, y, k, arrays = res
+            dp, dx = layer.backward(p, x, y, g, key=k, **options(arrays))
+            return dp, _float_only(dx, x), None, [None] * len(arrays)
+
+        run.defvjp(fwd, bwd)
+        return run(params, x, key, arrays)
+
     return Layer(layer.name, layer.init, apply, layer.backward, desc)
 
 

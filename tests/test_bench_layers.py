@@ -151,6 +151,7 @@ def test_registry_names_and_protocol():
         "raw",
         "autodiff_remat",
         "autodiff_plain",
+        "autodiff_hand_grad",
     }
     assert full.shapes["x"] == (1024, 512) and full.quick
 
