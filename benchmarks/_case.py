@@ -13,6 +13,11 @@ loss)`` with the same SGD update ``p - lr * g``:
   jaxnet), with ``jax.grad``;
 * optional extras (e.g. ``"autodiff_remat"``) that the report shows beside them.
 
+``matmuls`` (optional) is the step's matrix products alone, with the same shapes and
+dependency chain and nothing else: what this machine's matmul kernels can do for
+this step, the ceiling its "% of peak" should be read against (timed interleaved
+with the rest, reported as ``matmuls_only``).
+
 ``grads`` holds, for the same keys, ``grads(*args) -> gradient pytree`` in a common
 layout (the raw implementation maps its gradient into jaxnet's parameter tree), so the
 runner can prove agreement before timing; a pair that disagrees beyond the float32
@@ -24,6 +29,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from typing import Any
+
+#: The result key of a case's matmuls-only function (:attr:`Case.matmuls`).
+MATMULS = "matmuls_only"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +54,8 @@ class Case:
         update; the first layer computes no input gradient), counted by hand.
       quick: included in ``--quick``.
       notes: anything the report should say (e.g. which XLA flag matters).
+      matmuls: ``matmuls(*args) -> arrays``: the step's matmuls only (see the
+        module doc); needs ``flops["matmul"]``, their exact FLOP count.
     """
 
     name: str
@@ -60,6 +70,7 @@ class Case:
     flops: dict[str, int]
     quick: bool = True
     notes: str = ""
+    matmuls: Callable[..., Any] | None = None
 
 
 def sgd(lr: float) -> Callable[[Any, Any], Any]:

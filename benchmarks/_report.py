@@ -13,9 +13,13 @@ import math
 import os
 from typing import Any
 
+from ._case import MATMULS
+
 SEED_CASE = "seed_logreg_2x100_e100"
 PEERS_CASE = "peers"
 DEEP_CASE = "deep"
+#: Timed functions that are not extra implementations of the step.
+_NOT_EXTRAS = ("forward", "autodiff", "hand", "raw", MATMULS)
 
 
 def _ms(t: dict[str, float] | None) -> str:
@@ -68,7 +72,7 @@ def case_table(rows: list[dict[str, Any]]) -> str:
             for k in ("autodiff", "hand")
             if k in mem
         )
-        extras = [k for k in t if k not in ("forward", "autodiff", "hand", "raw")]
+        extras = [k for k in t if k not in _NOT_EXTRAS]
         label = r["case"] + (f" (+{', '.join(extras)})" if extras else "")
         diffs = r.get("agreement", {})
         worst = max(diffs.values()) if diffs else None
@@ -92,6 +96,35 @@ def case_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def matmul_table(rows: list[dict[str, Any]]) -> str:
+    """Cases with a matmuls-only function: the rate of the step's matmuls alone
+    (what the kernels give at the step's shapes) against the whole autodiff step's."""
+    lines = []
+    for r in rows:
+        if not _is_case_row(r) or MATMULS not in r["time_s"]:
+            continue
+        g, f = r["gflops"], r.get("fraction_of_peak", {})
+        share = r["flops"]["matmul"] / r["flops"]["step"]
+
+        def pct(k: str, f: dict = f) -> str:
+            return f"{100 * f[k]['median']:.1f}" if k in f else ""
+
+        lines.append(
+            f"| {r['case']} | {_ms(r['time_s'][MATMULS])} | "
+            f"{g[MATMULS]['median']:.1f} | {pct(MATMULS)} | "
+            f"{g['autodiff']['median']:.1f} | {pct('autodiff')} | {100 * share:.1f} | "
+            f"{_rng(r['ratios'].get(f'autodiff/{MATMULS}'), '.2f')} |"
+        )
+    if not lines:
+        return ""
+    head = (
+        "| case | matmuls alone ms | matmuls GFLOP/s | matmuls % of peak | "
+        "step GFLOP/s | step % of peak | matmul share of step FLOPs | "
+        "step / matmuls time (min-max) |\n|---|---|---|---|---|---|---|---|"
+    )
+    return head + "\n" + "\n".join(lines)
+
+
 def extras_table(rows: list[dict[str, Any]]) -> str:
     """Extra implementations (e.g. ``autodiff_remat``): time, ratio, peak memory."""
     lines = []
@@ -99,7 +132,7 @@ def extras_table(rows: list[dict[str, Any]]) -> str:
         if not _is_case_row(r):
             continue
         for k in r["time_s"]:
-            if k in ("forward", "autodiff", "hand", "raw"):
+            if k in _NOT_EXTRAS:
                 continue
             mem = r.get("memory", {})
             lines.append(
@@ -287,6 +320,18 @@ def markdown(
     extras = extras_table(rows)
     if extras:
         parts += ["", extras]
+    ceiling = matmul_table(rows)
+    if ceiling:
+        parts += [
+            "",
+            "The step's matmuls alone (same shapes and chain, nothing else), timed "
+            "interleaved with the steps: what the matmul kernels give at this step's "
+            "shapes. A step / matmuls time near 1 means the non-matmul work costs "
+            "nothing extra; the gap to the 2048x2048 peak is then the kernels at "
+            "these shapes.",
+            "",
+            ceiling,
+        ]
     peers = peers_table(rows)
     if peers:
         parts += ["", peers]

@@ -29,7 +29,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ._case import Case
+from ._case import MATMULS, Case
 from ._timing import compile_times, paired, ratios, summary
 
 #: The agreement bound: this many times the float32 "analytic" rtol.
@@ -260,6 +260,11 @@ def xla_memory(compiled: Any) -> dict[str, int | None]:
     return out
 
 
+def _flops_key(name: str) -> str:
+    """Which of ``case.flops`` a timed function's rate is computed from."""
+    return {"forward": "forward", MATMULS: "matmul"}.get(name, "step")
+
+
 def _ratio_pairs(steps: list[str]) -> list[tuple[str, str, str]]:
     """(label, numerator, denominator) of every ratio a case reports."""
     pairs = [("grad/forward", "autodiff", "forward")]
@@ -302,6 +307,8 @@ def run_case(
     agreement: dict[str, float] = {}
     diffs = check_agreement(case, ratios_out=agreement)
     fns_src = {"forward": case.forward, **case.steps}
+    if case.matmuls is not None:
+        fns_src[MATMULS] = case.matmuls
     compiled, comp, xflops, memory = {}, {}, {}, {}
     for name, fn in fns_src.items():
         c, t_trace, t_compile = compile_times(fn, *case.args)
@@ -315,10 +322,12 @@ def run_case(
         label: ratios(times[a], times[b])
         for label, a, b in _ratio_pairs(list(case.steps))
     }
+    if MATMULS in times:
+        rat[f"autodiff/{MATMULS}"] = ratios(times["autodiff"], times[MATMULS])
     gflops: dict[str, dict[str, float]] = {}
     frac: dict[str, dict[str, float]] = {}
     for name, t in time_s.items():
-        n = case.flops["forward" if name == "forward" else "step"]
+        n = case.flops[_flops_key(name)]
         # the fastest time gives the highest rate: min/max swap
         g = {
             "median": n / t["median"] / 1e9,
@@ -329,9 +338,7 @@ def run_case(
         if peak_gflops:
             frac[name] = {k: v / peak_gflops for k, v in g.items()}
     flops_check = {
-        name: (xflops[name] / case.flops["forward" if name == "forward" else "step"])
-        if xflops[name]
-        else None
+        name: (xflops[name] / case.flops[_flops_key(name)]) if xflops[name] else None
         for name in fns_src
     }
     return {
@@ -356,6 +363,6 @@ def run_case(
         "gflops": gflops,
         "peak_gflops": peak_gflops,
         "fraction_of_peak": frac,
-        "memory": {k: v for k, v in memory.items() if k != "forward"},
+        "memory": {k: v for k, v in memory.items() if k not in ("forward", MATMULS)},
         "wall_s": time.perf_counter() - t_start,
     }

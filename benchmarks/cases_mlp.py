@@ -174,6 +174,21 @@ def _build(
     def grads_raw(p: Any, x: Any, y: Any) -> Any:
         return from_raw(jax.grad(raw_objective)(to_raw(p), x, y))
 
+    def matmuls_only(p: Any, x: Any, y: Any) -> Any:
+        """The step's matmuls alone, same shapes and chain: forward ``h @ w`` per
+        layer, then ``dW = h^T g`` per layer and ``dx = g W^T`` for all but the
+        first (the count of :func:`mlp_flops`); ``g`` starts as the logits."""
+        ws = [p[lk]["w"] for lk, _ in keys] if keys else [p["w"]]
+        hs = [x]
+        for w in ws:
+            hs.append(hs[-1] @ w)
+        g, dws = hs[-1], []
+        for i in reversed(range(len(ws))):
+            dws.append(hs[i].T @ g)
+            if i > 0:
+                g = g @ ws[i].T
+        return dws
+
     flops = mlp_flops(batch, dims)
     return Case(
         name=name,
@@ -193,7 +208,12 @@ def _build(
             "hand": lambda p, x, y: hand_vg(p, x, y)[1],
             "raw": grads_raw,
         },
-        flops={"forward": flops["forward"], "step": flops["step"]},
+        flops={
+            "forward": flops["forward"],
+            "step": flops["step"],
+            "matmul": flops["matmul"],
+        },
+        matmuls=matmuls_only,
         quick=quick,
         notes=(
             f"SGD lr {LR}; softmax cross-entropy, integer labels; "

@@ -138,7 +138,7 @@ def test_refuses_to_time_a_disagreeing_implementation(monkeypatch):
 
 # ----------------------------------------------------------------- the suite runner
 
-from benchmarks import _runner, cases_mlp  # noqa: E402
+from benchmarks import _report, _runner, cases_mlp  # noqa: E402
 from benchmarks._case import Case, sgd  # noqa: E402
 
 BOUND = 10 * TOL.rtol  # the runner's refusal bound
@@ -196,10 +196,12 @@ def test_cli_bench_quick(tmp_path):
     assert row["shapes"]["x"] == [128, 784] and row["shapes"]["w2"] == [512, 512]
     assert set(row["max_rel_grad_diff"]) == {"autodiff", "hand", "raw"}
     assert all(0 <= d < BOUND for d in row["max_rel_grad_diff"].values())
-    assert set(row["time_s"]) == {"forward", "autodiff", "hand", "raw"}
+    assert set(row["time_s"]) == {"forward", "autodiff", "hand", "raw", "matmuls_only"}
     for name, t in row["time_s"].items():
         assert 0 < t["min"] <= t["median"] <= t["max"], name
     assert {"autodiff/hand", "autodiff/raw", "grad/forward"} <= set(row["ratios"])
+    assert "autodiff/matmuls_only" in row["ratios"]
+    assert "matmuls_only" not in row["memory"]
     assert row["flops"]["step"] == cases_mlp.mlp_flops(128, (784, 512, 512, 10))["step"]
     assert row["peak"]["n"] == 2048 and row["peak"]["gflops"]["median"] > 0
     mem = row["memory"]["autodiff"]
@@ -207,6 +209,7 @@ def test_cli_bench_quick(tmp_path):
         assert mem["peak_bytes"] >= 2 * 4 * 669_706
     md = (tmp_path / "results.md").read_text()
     assert "| mlp_b128 |" in md and "autodiff/hand" in md and "matmul peak" in md
+    assert "| case | matmuls alone ms |" in md and "(+matmuls_only)" not in md
     _check_plots(tmp_path, proc.stdout, ["ratios.png", "fraction_of_peak.png"])
 
 
@@ -305,6 +308,50 @@ def test_mlp_flops_match_xla_cost_analysis():
         + cases_mlp.mlp_flops(128, (784, 512, 512, 10))["update"]
     )
     assert naive / xla - 1.0 > 0.2  # "backward = 2 x forward" is off by > 20%
+
+
+def test_mlp_matmuls_only_is_exactly_the_counted_matmuls():
+    """The matmuls-only function of the MLP cases does exactly the step's matrix
+    products: XLA counts the hand-counted ``flops["matmul"]`` for it, to the FLOP,
+    and the same number of dots as the autodiff step (3 forward, 3 dW, 2 dx)."""
+    with _bench_config():
+        case = cases_mlp.CASES["mlp_b128"](True)
+        lowered = jax.jit(case.matmuls).trace(*case.args).lower()
+        xla = _runner.xla_flops(lowered.compile())
+        step_hlo = jax.jit(case.steps["autodiff"]).trace(*case.args).lower().as_text()
+    assert (
+        xla
+        == case.flops["matmul"]
+        == cases_mlp.mlp_flops(128, (784, 512, 512, 10))["matmul"]
+    )
+    n_dots = lowered.as_text().count("stablehlo.dot_general")
+    assert n_dots == step_hlo.count("stablehlo.dot_general") == 8
+
+
+def test_matmul_table_rows():
+    rows = [
+        {
+            "case": "c",
+            "time_s": {
+                "autodiff": {"median": 0.01},
+                "matmuls_only": {"median": 0.009},
+            },
+            "gflops": {"autodiff": {"median": 90.0}, "matmuls_only": {"median": 99.0}},
+            "fraction_of_peak": {
+                "autodiff": {"median": 0.9},
+                "matmuls_only": {"median": 0.99},
+            },
+            "flops": {"step": 1000, "matmul": 995},
+            "ratios": {
+                "autodiff/matmuls_only": {"median": 1.11, "min": 1.0, "max": 1.2}
+            },
+        }
+    ]
+    table = _report.matmul_table(rows)
+    assert (
+        "| c | 9.000 | 99.0 | 99.0 | 90.0 | 90.0 | 99.5 | 1.11 (1.00-1.20) |" in table
+    )
+    assert _report.matmul_table([{**rows[0], "time_s": {}}]) == ""
 
 
 def test_cli_bench_needs_a_source_checkout(monkeypatch, tmp_path):
