@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-import jax
+from _settings import jax_settings
 
 
 @contextlib.contextmanager
@@ -15,10 +15,9 @@ def bench_config(strict: bool = True) -> Iterator[None]:
     ``strict=True`` keeps the test suite's strict dtype promotion and rank checks;
     ``strict=False`` is JAX's defaults (peer libraries rely on implicit promotion).
     """
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(jax.enable_x64(False))
-        stack.enter_context(
-            jax.numpy_dtype_promotion("strict" if strict else "standard")
-        )
-        stack.enter_context(jax.numpy_rank_promotion("raise" if strict else "allow"))
+    with jax_settings(
+        x64=False,
+        promotion="strict" if strict else "standard",
+        rank="raise" if strict else "allow",
+    ):
         yield

@@ -8,7 +8,6 @@ resumed from its checkpoint.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import math
@@ -20,6 +19,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+from _settings import jax_settings
 
 import jaxnet
 
@@ -39,14 +39,9 @@ def _example():
     return module
 
 
-@contextlib.contextmanager
 def _settings():
     """The conftest's settings, but standard promotion: optax's adam needs it."""
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(jax.enable_x64(True))
-        stack.enter_context(jax.numpy_dtype_promotion("standard"))
-        stack.enter_context(jax.numpy_rank_promotion("raise"))
-        yield
+    return jax_settings(promotion="standard")
 
 
 @pytest.fixture(scope="module")
