@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._case import MATMULS
@@ -34,6 +35,21 @@ def _rng(r: dict[str, float] | None, fmt: str = ".2f") -> str:
 
 def _mib(b: int | None) -> str:
     return "" if b is None else f"{b / 2**20:.2f}"
+
+
+def md_table(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A markdown table: the header, the separator, one line per row.
+
+    Example:
+      >>> print(md_table(["a", "b"], [[1, ""], ["x", 2.5]]))
+      | a | b |
+      |---|---|
+      | 1 |  |
+      | x | 2.5 |
+    """
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def _is_case_row(row: dict[str, Any]) -> bool:
@@ -61,7 +77,7 @@ def case_table(rows: list[dict[str, Any]]) -> str:
         "peak MiB autodiff / hand",
         "grad error / bound",
     ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = []
     for r in rows:
         if not _is_case_row(r):
             continue
@@ -92,8 +108,8 @@ def case_table(rows: list[dict[str, Any]]) -> str:
             peak_mem,
             "" if worst is None else f"{worst:.1e}",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        lines.append(cells)
+    return md_table(head, lines)
 
 
 def matmul_table(rows: list[dict[str, Any]]) -> str:
@@ -110,19 +126,30 @@ def matmul_table(rows: list[dict[str, Any]]) -> str:
             return f"{100 * f[k]['median']:.1f}" if k in f else ""
 
         lines.append(
-            f"| {r['case']} | {_ms(r['time_s'][MATMULS])} | "
-            f"{g[MATMULS]['median']:.1f} | {pct(MATMULS)} | "
-            f"{g['autodiff']['median']:.1f} | {pct('autodiff')} | {100 * share:.1f} | "
-            f"{_rng(r['ratios'].get(f'autodiff/{MATMULS}'), '.2f')} |"
+            [
+                r["case"],
+                _ms(r["time_s"][MATMULS]),
+                f"{g[MATMULS]['median']:.1f}",
+                pct(MATMULS),
+                f"{g['autodiff']['median']:.1f}",
+                pct("autodiff"),
+                f"{100 * share:.1f}",
+                _rng(r["ratios"].get(f"autodiff/{MATMULS}"), ".2f"),
+            ]
         )
     if not lines:
         return ""
-    head = (
-        "| case | matmuls alone ms | matmuls GFLOP/s | matmuls % of peak | "
-        "step GFLOP/s | step % of peak | matmul share of step FLOPs | "
-        "step / matmuls time (min-max) |\n|---|---|---|---|---|---|---|---|"
-    )
-    return head + "\n" + "\n".join(lines)
+    head = [
+        "case",
+        "matmuls alone ms",
+        "matmuls GFLOP/s",
+        "matmuls % of peak",
+        "step GFLOP/s",
+        "step % of peak",
+        "matmul share of step FLOPs",
+        "step / matmuls time (min-max)",
+    ]
+    return md_table(head, lines)
 
 
 def extras_table(rows: list[dict[str, Any]]) -> str:
@@ -136,18 +163,19 @@ def extras_table(rows: list[dict[str, Any]]) -> str:
                 continue
             mem = r.get("memory", {})
             lines.append(
-                f"| {r['case']} | {k} | {_ms(r['time_s'][k])} | "
-                f"{_rng(r['ratios'].get(f'{k}/autodiff'), '.3f')} | "
-                f"{_mib(mem.get(k, {}).get('peak_bytes'))} | "
-                f"{_mib(mem.get('autodiff', {}).get('peak_bytes'))} |"
+                [
+                    r["case"],
+                    k,
+                    _ms(r["time_s"][k]),
+                    _rng(r["ratios"].get(f"{k}/autodiff"), ".3f"),
+                    _mib(mem.get(k, {}).get("peak_bytes")),
+                    _mib(mem.get("autodiff", {}).get("peak_bytes")),
+                ]
             )
     if not lines:
         return ""
-    head = (
-        "| case | implementation | ms | vs autodiff (min-max) | peak MiB | "
-        "autodiff peak MiB |\n|---|---|---|---|---|---|"
-    )
-    return head + "\n" + "\n".join(lines)
+    head = ["case", "implementation", "ms", "vs autodiff (min-max)", "peak MiB"]
+    return md_table([*head, "autodiff peak MiB"], lines)
 
 
 def seed_table(rows: list[dict[str, Any]]) -> str:
@@ -156,15 +184,20 @@ def seed_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         if r.get("case") != SEED_CASE:
             continue
-        out.append("| implementation | ms / 100 epochs (min-max) | us / epoch |")
-        out.append("|---|---|---|")
-        for k, t in r["time_s"].items():
-            out.append(
-                f"| {k} | {_rng({s: v * 1e3 for s, v in t.items()}, '.3f')} | "
-                f"{r['us_per_epoch'][k]['median']:.2f} |"
-            )
-        for k in sorted(x for x in r if x.startswith("ratio_")):
-            out.append(f"| {k[6:]} | {_rng(r[k])} | |")
+        cells = [
+            [
+                k,
+                _rng({s: v * 1e3 for s, v in t.items()}, ".3f"),
+                f"{r['us_per_epoch'][k]['median']:.2f}",
+            ]
+            for k, t in r["time_s"].items()
+        ]
+        cells += [
+            [k[6:], _rng(r[k]), ""]
+            for k in sorted(x for x in r if x.startswith("ratio_"))
+        ]
+        head = ["implementation", "ms / 100 epochs (min-max)", "us / epoch"]
+        out.append(md_table(head, cells))
         targets = ", ".join(
             f"{k}: {'met' if v else 'NOT met'}" for k, v in r["targets"].items()
         )
@@ -198,10 +231,8 @@ def peers_table(rows: list[dict[str, Any]]) -> str:
             "own with raw JAX (`raw_with_torch`, its reference): its threads slow the "
             "next JAX step.",
             "",
-            "| implementation | batch | ms per step (min-max) | vs raw JAX (min-max) "
-            "| overhead at batch 1, ms over raw JAX (min-max) |",
-            "|---|---|---|---|---|",
         ]
+        cells = []
         for b, res in row["batches"].items():
             for n, t in res["step_s"].items():
                 ms = _rng({k: v * 1e3 for k, v in t.items()}, ".3f")
@@ -212,23 +243,31 @@ def peers_table(rows: list[dict[str, Any]]) -> str:
                     if b == "1" and not is_raw
                     else ""
                 )
-                out.append(f"| {n} | {b} | {ms} | {vs} | {over} |")
+                cells.append([n, b, ms, vs, over])
+        head = ["implementation", "batch", "ms per step (min-max)"]
+        head += [
+            "vs raw JAX (min-max)",
+            "overhead at batch 1, ms over raw JAX (min-max)",
+        ]
+        out.append(md_table(head, cells))
         if row.get("compile"):
             out += [
                 "",
                 "First-call trace + compile, seconds (median):",
                 "",
-                "| batch | jaxnet trace | jaxnet compile | raw trace | raw compile | "
-                "jaxnet / raw (trace + compile) |",
-                "|---|---|---|---|---|---|",
             ]
+            head = ["batch", "jaxnet trace", "jaxnet compile", "raw trace"]
+            head += ["raw compile", "jaxnet / raw (trace + compile)"]
+            cells = []
             for b, c in row["compile"].items():
                 j, r = c["jaxnet"], c["raw"]
-                out.append(
-                    f"| {b} | {j['trace_s']:.3f} | {j['compile_s']:.3f} | "
-                    f"{r['trace_s']:.3f} | {r['compile_s']:.3f} | "
-                    f"{j['total_s'] / r['total_s']:.3f} |"
+                cells.append(
+                    [b]
+                    + [f"{v:.3f}" for v in (j["trace_s"], j["compile_s"])]
+                    + [f"{v:.3f}" for v in (r["trace_s"], r["compile_s"])]
+                    + [f"{j['total_s'] / r['total_s']:.3f}"]
                 )
+            out.append(md_table(head, cells))
         if row.get("init"):
             out += [
                 "",
@@ -239,16 +278,15 @@ def peers_table(rows: list[dict[str, Any]]) -> str:
                 "(median, min-max over runs). `jaxnet_jit_init`: "
                 "`jax.jit(model.init, static_argnums=1)`.",
                 "",
-                "| library | build + init s (min-max) | imports s | backend start s "
-                "| process wall s |",
-                "|---|---|---|---|---|",
             ]
-            for lib, d in row["init"].items():
-                out.append(
-                    f"| {lib} | {_rng(d['init_s'], '.3f')} | "
-                    f"{d['import_s']['median']:.3f} | {d['backend_s']['median']:.3f} "
-                    f"| {d['wall_s']['median']:.3f} |"
-                )
+            head = ["library", "build + init s (min-max)", "imports s"]
+            head += ["backend start s", "process wall s"]
+            cells = [
+                [lib, _rng(d["init_s"], ".3f")]
+                + [f"{d[k]['median']:.3f}" for k in ("import_s", "backend_s", "wall_s")]
+                for lib, d in row["init"].items()
+            ]
+            out.append(md_table(head, cells))
         if row.get("targets"):
             targets = ", ".join(
                 f"{k}: {'not measured' if v is None else 'met' if v else 'NOT met'}"

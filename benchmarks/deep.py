@@ -62,6 +62,7 @@ import numpy as np
 
 import jaxnet
 
+from ._report import md_table
 from ._runner import RefusedToTime, environment, xla_memory
 from ._timing import compile_times, paired, ratios, summary
 
@@ -540,18 +541,22 @@ def deep_table(rows: list[dict[str, Any]]) -> str:
             f"{comp['repeats']} (min-max); every measurement a fresh model and step "
             f"function, persistent cache off ({comp['persistent_cache_hits']} hits):",
             "",
-            "| N | scan trace | scan compile | scan total | unroll trace | "
-            "unroll compile | unroll total | unroll / scan (total) |",
-            "|---|---|---|---|---|---|---|---|",
         ]
+        head = ["N"]
+        for v in ("scan", "unroll"):
+            head += [f"{v} trace", f"{v} compile", f"{v} total"]
+        cells = []
         for d, per in comp["per_depth"].items():
-            s, u = per["scan"], per["unroll"]
-            out.append(
-                f"| {d} | {s['trace_s']['median']:.2f} | {s['compile_s']['median']:.2f} "
-                f"| {_rng(s['total_s'], fmt='.2f')} | {u['trace_s']['median']:.2f} | "
-                f"{u['compile_s']['median']:.2f} | {_rng(u['total_s'], fmt='.2f')} | "
-                f"{u['total_s']['median'] / s['total_s']['median']:.2f} |"
+            cells.append([d])
+            for v in ("scan", "unroll"):
+                t = per[v]
+                cells[-1] += [f"{t[k]['median']:.2f}" for k in ("trace_s", "compile_s")]
+                cells[-1].append(_rng(t["total_s"], fmt=".2f"))
+            ratio = (
+                per["unroll"]["total_s"]["median"] / per["scan"]["total_s"]["median"]
             )
+            cells[-1].append(f"{ratio:.2f}")
+        out.append(md_table([*head, "unroll / scan (total)"], cells))
         sl = comp["slope_s_per_block"]
         _s = _slope_text(sl)
         _s2 = _slope_text(comp["slope_s_per_block_from_2"])
@@ -572,21 +577,22 @@ def deep_table(rows: list[dict[str, Any]]) -> str:
             f"at N={n}, {row['repeats']} interleaved rounds, ms median (min-max), "
             "ratio to scan pair by pair:",
             "",
-            "| variant | temp | arguments | outputs | peak | ms per step | vs scan |",
-            "|---|---|---|---|---|---|---|",
         ]
+        cells = []
         for v, mem in row["memory"].items():
             vs = "1" if v == "scan" else _rng(row["vs_scan"][f"{v}/scan"], fmt=".2f")
-            out.append(
-                f"| {v} | {_mib(mem['temp_bytes'])} | {_mib(mem['argument_bytes'])} | "
-                f"{_mib(mem['output_bytes'])} | {_mib(mem['peak_bytes'])} | "
-                f"{_rng(row['step_s'][v], 1e3, '.1f')} | {vs} |"
+            kinds = ("temp_bytes", "argument_bytes", "output_bytes", "peak_bytes")
+            cells.append(
+                [v, *(_mib(mem[k]) for k in kinds)]
+                + [_rng(row["step_s"][v], 1e3, ".1f"), vs]
             )
+        forward_ms = _rng(row["step_s"]["forward"], 1e3, ".1f")
+        cells.append(["forward (scan, loss only)", "", "", "", "", forward_ms, ""])
+        head = ["variant", "temp", "arguments", "outputs", "peak", "ms per step"]
+        out.append(md_table([*head, "vs scan"], cells))
         est = row["estimate"]
         extra = row["remat_extra_forwards"]
         out += [
-            f"| forward (scan, loss only) | | | | | "
-            f"{_rng(row['step_s']['forward'], 1e3, '.1f')} | |",
             "",
             f"Hand estimate of the activations autodiff keeps per block "
             f"({est['formula']}, M = one activation = {_mib(est['unit_bytes'])} MiB, "
