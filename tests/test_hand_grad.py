@@ -144,24 +144,30 @@ def test_vmap_remat_and_stack():
     )
 
 
-def test_forward_over_reverse_works_forward_mode_raises():
-    """Hessian-vector products (forward over reverse, through the backward's own
-    operations) equal plain autodiff's; jax.jvp through the custom_vjp raises, the
+def test_hessian_vector_products_work_forward_mode_raises():
+    """Hessian-vector products (forward over reverse and reverse over reverse,
+    through the backward's own operations) equal plain autodiff's; jax.jvp through the custom_vjp raises, the
     documented price of the opt-in."""
     block = _block()
     fast = jaxnet.hand_grad(block)
     params, x, g = _problem(block)
     v = jnp.asarray(np.random.default_rng(4).standard_normal(x.shape))
 
-    def hvp(layer):
+    def hvps(layer):
         def gx(x):
             return jax.grad(lambda x: jnp.sum(g * jnp.tanh(layer.apply(params, x))))(x)
 
-        return jax.jit(lambda x, v: jax.jvp(gx, (x,), (v,))[1])(x, v)
+        def both(x, v):
+            fwd_rev = jax.jvp(gx, (x,), (v,))[1]
+            rev_rev = jax.grad(lambda x: jnp.sum(gx(x) * v))(x)
+            return fwd_rev, rev_rev
 
-    got = hvp(fast)
-    _close(got, hvp(block), F64_2, "forward-over-reverse HVP")
-    assert float(jnp.max(jnp.abs(got))) > 1e-3
+        return jax.jit(both)(x, v)
+
+    got = hvps(fast)
+    _close(got, hvps(block), F64_2, "forward-over-reverse and reverse-over-reverse")
+    _close(got[0], got[1], F64_2, "the Hessian is symmetric: both HVPs agree")
+    assert float(jnp.max(jnp.abs(got[0]))) > 1e-3
     with pytest.raises(TypeError, match="custom_vjp"):
         jax.jvp(lambda x: fast.apply(params, x), (x,), (v,))
 
