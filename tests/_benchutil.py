@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 from _settings import jax_settings
 
@@ -21,3 +22,12 @@ def bench_config(strict: bool = True) -> Iterator[None]:
         rank="raise" if strict else "allow",
     ):
         yield
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path: str | Path) -> None:
+    """``path`` is a real PNG plot: the PNG signature and more than 10 kB."""
+    data = Path(path).read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 10_000, path

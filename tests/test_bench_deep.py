@@ -21,7 +21,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import pytest
-from _benchutil import bench_config
+from _benchutil import assert_png, bench_config
 
 import jaxnet
 
@@ -178,5 +178,4 @@ def test_report_and_selection(row, tmp_path):
         assert paths["plots"] is None
     else:
         assert [Path(p).name for p in paths["plots"]] == ["deep_compile.png"]
-        data = Path(paths["plots"][0]).read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+        assert_png(paths["plots"][0])

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _benchutil import bench_config
+from _benchutil import assert_png, bench_config
 
 from jaxnet import losses
 from jaxnet.testing import TOLERANCES
@@ -223,8 +223,7 @@ def _check_plots(out_dir, stdout: str, names: list[str]) -> None:
         return
     assert written == sorted(names)
     for name in names:
-        data = (out_dir / name).read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
+        assert_png(out_dir / name)
 
 
 def _tiny_case(hand_scale: float) -> Case:
