@@ -27,10 +27,19 @@ def _ms(t: dict[str, float] | None) -> str:
     return "" if t is None else f"{t['median'] * 1e3:.3f}"
 
 
-def _rng(r: dict[str, float] | None, fmt: str = ".2f") -> str:
+def fmt_range(
+    r: dict[str, float] | None, fmt: str = ".2f", *, scale: float = 1.0
+) -> str:
+    """``"median (min-max)"`` of a summary, each value times ``scale``; "" for None.
+
+    Example:
+      >>> fmt_range({"median": 0.002, "min": 0.001, "max": 0.003}, ".1f", scale=1e3)
+      '2.0 (1.0-3.0)'
+    """
     if r is None:
         return ""
-    return f"{r['median']:{fmt}} ({r['min']:{fmt}}-{r['max']:{fmt}})"
+    m, lo, hi = (r[k] * scale for k in ("median", "min", "max"))
+    return f"{m:{fmt}} ({lo:{fmt}}-{hi:{fmt}})"
 
 
 def _mib(b: int | None) -> str:
@@ -98,9 +107,9 @@ def case_table(rows: list[dict[str, Any]]) -> str:
             _ms(t.get("autodiff")),
             _ms(t.get("hand")),
             _ms(t.get("raw")),
-            _rng(rat.get("autodiff/hand"), ".3f"),
-            _rng(rat.get("autodiff/raw"), ".3f"),
-            _rng(rat.get("grad/forward"), ".2f"),
+            fmt_range(rat.get("autodiff/hand"), ".3f"),
+            fmt_range(rat.get("autodiff/raw"), ".3f"),
+            fmt_range(rat.get("grad/forward"), ".2f"),
             f"{r['gflops']['autodiff']['median']:.1f}"
             if "autodiff" in r["gflops"]
             else "",
@@ -134,7 +143,7 @@ def matmul_table(rows: list[dict[str, Any]]) -> str:
                 f"{g['autodiff']['median']:.1f}",
                 pct("autodiff"),
                 f"{100 * share:.1f}",
-                _rng(r["ratios"].get(f"autodiff/{MATMULS}"), ".2f"),
+                fmt_range(r["ratios"].get(f"autodiff/{MATMULS}"), ".2f"),
             ]
         )
     if not lines:
@@ -167,7 +176,7 @@ def extras_table(rows: list[dict[str, Any]]) -> str:
                     r["case"],
                     k,
                     _ms(r["time_s"][k]),
-                    _rng(r["ratios"].get(f"{k}/autodiff"), ".3f"),
+                    fmt_range(r["ratios"].get(f"{k}/autodiff"), ".3f"),
                     _mib(mem.get(k, {}).get("peak_bytes")),
                     _mib(mem.get("autodiff", {}).get("peak_bytes")),
                 ]
@@ -187,13 +196,13 @@ def seed_table(rows: list[dict[str, Any]]) -> str:
         cells = [
             [
                 k,
-                _rng({s: v * 1e3 for s, v in t.items()}, ".3f"),
+                fmt_range(t, ".3f", scale=1e3),
                 f"{r['us_per_epoch'][k]['median']:.2f}",
             ]
             for k, t in r["time_s"].items()
         ]
         cells += [
-            [k[6:], _rng(r[k]), ""]
+            [k[6:], fmt_range(r[k]), ""]
             for k in sorted(x for x in r if x.startswith("ratio_"))
         ]
         head = ["implementation", "ms / 100 epochs (min-max)", "us / epoch"]
@@ -235,11 +244,11 @@ def peers_table(rows: list[dict[str, Any]]) -> str:
         cells = []
         for b, res in row["batches"].items():
             for n, t in res["step_s"].items():
-                ms = _rng({k: v * 1e3 for k, v in t.items()}, ".3f")
+                ms = fmt_range(t, ".3f", scale=1e3)
                 is_raw = n.startswith("raw")
-                vs = "1" if is_raw else _rng(res["vs_raw"][n], ".3f")
+                vs = "1" if is_raw else fmt_range(res["vs_raw"][n], ".3f")
                 over = (
-                    _rng(res["over_raw_ms"][n], ".3f")
+                    fmt_range(res["over_raw_ms"][n], ".3f")
                     if b == "1" and not is_raw
                     else ""
                 )
@@ -282,7 +291,7 @@ def peers_table(rows: list[dict[str, Any]]) -> str:
             head = ["library", "build + init s (min-max)", "imports s"]
             head += ["backend start s", "process wall s"]
             cells = [
-                [lib, _rng(d["init_s"], ".3f")]
+                [lib, fmt_range(d["init_s"], ".3f")]
                 + [f"{d[k]['median']:.3f}" for k in ("import_s", "backend_s", "wall_s")]
                 for lib, d in row["init"].items()
             ]

@@ -62,7 +62,7 @@ import numpy as np
 
 import jaxnet
 
-from ._report import md_table
+from ._report import fmt_range, md_table
 from ._runner import RefusedToTime, environment, xla_memory
 from ._timing import compile_times, paired, ratios, summary
 
@@ -502,10 +502,6 @@ def _mib(b: float | None) -> str:
     return f"{m:.1f}" if m >= 10 else f"{m:.3f}"
 
 
-def _rng(s: dict[str, float], scale: float = 1.0, fmt: str = ".3f") -> str:
-    return f"{s['median'] * scale:{fmt}} ({s['min'] * scale:{fmt}}-{s['max'] * scale:{fmt}})"
-
-
 def _slope_text(sl: dict[str, Any]) -> Callable[[str, str], str]:
     def text(v: str, m: str) -> str:
         x = sl[v][m] if sl else None
@@ -551,7 +547,7 @@ def deep_table(rows: list[dict[str, Any]]) -> str:
             for v in ("scan", "unroll"):
                 t = per[v]
                 cells[-1] += [f"{t[k]['median']:.2f}" for k in ("trace_s", "compile_s")]
-                cells[-1].append(_rng(t["total_s"], fmt=".2f"))
+                cells[-1].append(fmt_range(t["total_s"], fmt=".2f"))
             ratio = (
                 per["unroll"]["total_s"]["median"] / per["scan"]["total_s"]["median"]
             )
@@ -580,13 +576,17 @@ def deep_table(rows: list[dict[str, Any]]) -> str:
         ]
         cells = []
         for v, mem in row["memory"].items():
-            vs = "1" if v == "scan" else _rng(row["vs_scan"][f"{v}/scan"], fmt=".2f")
+            vs = (
+                "1"
+                if v == "scan"
+                else fmt_range(row["vs_scan"][f"{v}/scan"], fmt=".2f")
+            )
             kinds = ("temp_bytes", "argument_bytes", "output_bytes", "peak_bytes")
             cells.append(
                 [v, *(_mib(mem[k]) for k in kinds)]
-                + [_rng(row["step_s"][v], 1e3, ".1f"), vs]
+                + [fmt_range(row["step_s"][v], ".1f", scale=1e3), vs]
             )
-        forward_ms = _rng(row["step_s"]["forward"], 1e3, ".1f")
+        forward_ms = fmt_range(row["step_s"]["forward"], ".1f", scale=1e3)
         cells.append(["forward (scan, loss only)", "", "", "", "", forward_ms, ""])
         head = ["variant", "temp", "arguments", "outputs", "peak", "ms per step"]
         out.append(md_table([*head, "vs scan"], cells))
@@ -603,8 +603,8 @@ def deep_table(rows: list[dict[str, Any]]) -> str:
             f"{_mib(est['per_block_bytes'])} MiB while it is recomputed); dots_saveable "
             f"{_mib(est['dots_saveable_per_block_bytes'])} MiB per block. Remat's extra "
             f"time in forwards, (remat - scan) / forward pair by pair: "
-            f"{_rng(extra['scan_remat'], fmt='.2f')}; dots_saveable "
-            f"{_rng(extra['scan_dots_saveable'], fmt='.2f')}.",
+            f"{fmt_range(extra['scan_remat'], fmt='.2f')}; dots_saveable "
+            f"{fmt_range(extra['scan_dots_saveable'], fmt='.2f')}.",
         ]
     return "\n".join(out)
 
