@@ -11,23 +11,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _trees import assert_trees_close, second_order
 
 import jaxnet
 from jaxnet._layer import Layer
 from jaxnet.testing import tolerance
 
 F64 = tolerance(jnp.float64, "analytic")
-# Second derivatives sum more terms: 10x the first-order tolerance, as test_norm.
-F64_2 = type(F64)(rtol=10 * F64.rtol, atol=10 * F64.atol)
-
-
-def _close(a, b, tol=F64, what=""):
-    la, ta = jax.tree.flatten(a)
-    lb, tb = jax.tree.flatten(b)
-    assert ta == tb, what
-    for u, v in zip(la, lb, strict=True):
-        assert u.shape == v.shape and u.dtype == v.dtype, what
-        np.testing.assert_allclose(u, v, rtol=tol.rtol, atol=tol.atol, err_msg=what)
+F64_2 = second_order(F64)
 
 
 def _block(drop_rate=0.0):
@@ -76,9 +67,9 @@ def test_grad_is_the_hand_written_backward_with_dropout_and_mask():
     np.testing.assert_array_equal(fast.apply(params, x, **kw), y)
     got = _grads(fast, params, x, g, **kw)
     want = _grads(block, params, x, g, **kw)
-    _close(got, want, what="vs plain autodiff")
+    assert_trees_close(got, want, F64, "vs plain autodiff")
     hand = jaxnet.analytic.vjp(block, params, x, g * jnp.cos(y), **kw)
-    _close(got, hand, what="vs analytic.vjp")
+    assert_trees_close(got, hand, F64, "vs analytic.vjp")
     assert float(jnp.max(jnp.abs(got[1]))) > 1e-2  # dx is a real gradient
     # The key and the mask matter: another key gives other gradients.
     other = _grads(fast, params, x, g, **{**kw, "key": jax.random.key(8)})
@@ -98,7 +89,9 @@ def test_runs_the_hand_written_backward_not_autodiff():
     params, x, g = _problem(dense, (4, 5))
     got = _grads(jaxnet.hand_grad(wrong), params, x, g)
     want = _grads(dense, params, x, g)
-    _close(got, jax.tree.map(lambda a: 2 * a, want), what="doubled backward")
+    assert_trees_close(
+        got, jax.tree.map(lambda a: 2 * a, want), F64, "doubled backward"
+    )
 
 
 def test_integer_inputs_get_no_cotangent():
@@ -115,7 +108,7 @@ def test_integer_inputs_get_no_cotangent():
     def grad(layer):
         return jax.grad(lambda p: jnp.sum(g * layer.apply(p, ids)))(params)
 
-    _close(grad(fast), grad(model), what="Embedding model")
+    assert_trees_close(grad(fast), grad(model), F64, "Embedding model")
 
 
 def test_vmap_remat_and_stack():
@@ -131,16 +124,17 @@ def test_vmap_remat_and_stack():
 
         return jax.vmap(one)(x, g)
 
-    _close(per_example(fast), per_example(block), what="vmap")
-    _close(
+    assert_trees_close(per_example(fast), per_example(block), F64, "vmap")
+    assert_trees_close(
         _grads(jaxnet.remat(fast), params, x, g),
         _grads(block, params, x, g),
-        what="remat",
+        F64,
+        "remat",
     )
     stack, plain_stack = jaxnet.Stack(fast, 2), jaxnet.Stack(block, 2)
     _, sparams = plain_stack.init(jax.random.key(3), x.shape)
-    _close(
-        _grads(stack, sparams, x, g), _grads(plain_stack, sparams, x, g), what="Stack"
+    assert_trees_close(
+        _grads(stack, sparams, x, g), _grads(plain_stack, sparams, x, g), F64, "Stack"
     )
 
 
@@ -165,8 +159,12 @@ def test_hessian_vector_products_work_forward_mode_raises():
         return jax.jit(both)(x, v)
 
     got = hvps(fast)
-    _close(got, hvps(block), F64_2, "forward-over-reverse and reverse-over-reverse")
-    _close(got[0], got[1], F64_2, "the Hessian is symmetric: both HVPs agree")
+    assert_trees_close(
+        got, hvps(block), F64_2, "forward-over-reverse and reverse-over-reverse"
+    )
+    assert_trees_close(
+        got[0], got[1], F64_2, "the Hessian is symmetric: both HVPs agree"
+    )
     assert float(jnp.max(jnp.abs(got[0]))) > 1e-3
     with pytest.raises(TypeError, match="custom_vjp"):
         jax.jvp(lambda x: fast.apply(params, x), (x,), (v,))

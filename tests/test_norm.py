@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _trees import assert_trees_close, second_order
 
 import jaxnet
 from jaxnet.testing import tolerance
@@ -313,15 +314,6 @@ def _f64_problem(make, kwargs, shape, seed=11, mean=2.0):
     return fast, plain, params, x, g
 
 
-def _assert_trees_close(actual, expected, tol, what=""):
-    la, ta = jax.tree.flatten(actual)
-    le, te = jax.tree.flatten(expected)
-    assert ta == te, f"{what}: {ta} != {te}"
-    for a, e in zip(la, le, strict=True):
-        assert a.dtype == e.dtype, f"{what}: {a.dtype} != {e.dtype}"
-        np.testing.assert_allclose(a, e, rtol=tol.rtol, atol=tol.atol, err_msg=what)
-
-
 def _uses_custom_rule(layer, params, x) -> bool:
     jaxpr = str(jax.make_jaxpr(layer.apply)(params, x))
     return "custom_jvp_call" in jaxpr
@@ -372,10 +364,10 @@ def test_custom_grad_equals_analytic_backward_float64(make, kwargs, shape):
     (both, p_only, x_only, y_fast), (both_p, _, _, y_plain) = out["fast"], out["plain"]
     hand_params, hand_x = out["hand"]
     np.testing.assert_array_equal(y_fast, y_plain)
-    _assert_trees_close(both, (hand_params, hand_x), F64, "grad (params, x)")
-    _assert_trees_close(p_only, hand_params, F64, "grad params")
-    _assert_trees_close(x_only, hand_x, F64, "grad x")
-    _assert_trees_close(both, both_p, F64, "custom vs plain")
+    assert_trees_close(both, (hand_params, hand_x), F64, "grad (params, x)")
+    assert_trees_close(p_only, hand_params, F64, "grad params")
+    assert_trees_close(x_only, hand_x, F64, "grad x")
+    assert_trees_close(both, both_p, F64, "custom vs plain")
     assert float(jnp.max(jnp.abs(hand_x))) > 1e-2  # not vacuous
 
 
@@ -412,10 +404,10 @@ def test_custom_grad_keeps_forward_mode_and_higher_order(make, kwargs, shape):
 
     fast_out, plain_out = derivatives(params, x)
     # Second derivatives sum more terms: compare at 10x the first-order tolerance.
-    tol2 = type(F64)(rtol=10 * F64.rtol, atol=10 * F64.atol)
+    tol2 = second_order(F64)
     names = ["jvp", "hessian", "jacfwd", "jacrev(grad)"]
     for name, a, b, tol in zip(names, fast_out, plain_out, [F64, tol2, F64, tol2]):
-        _assert_trees_close(a, b, tol, name)
+        assert_trees_close(a, b, tol, name)
     hess_xx = fast_out[1][1][1]
     assert hess_xx.shape == shape + shape and float(jnp.max(jnp.abs(hess_xx))) > 1e-2
 
@@ -433,9 +425,9 @@ def test_custom_grad_under_vmap_matches_per_example():
     assert dx.shape == x.shape and dp["scale"].shape == (4, 6)
     dp_all, dx_all = jax.jit(jax.grad(loss, (0, 1)))(params, x, g)
     np.testing.assert_allclose(dx, dx_all, rtol=F64.rtol, atol=F64.atol)
-    _assert_trees_close(jax.tree.map(lambda a: a.sum(0), dp), dp_all, F64, "vmap")
+    assert_trees_close(jax.tree.map(lambda a: a.sum(0), dp), dp_all, F64, "vmap")
     hand_p, hand_x = fast.backward(params, x[1], None, g[1])
-    _assert_trees_close(
+    assert_trees_close(
         (jax.tree.map(lambda a: a[1], dp), dx[1]), (hand_p, hand_x), F64, "ex 1"
     )
 
