@@ -23,7 +23,7 @@ def run_check(args: argparse.Namespace) -> int:
     import jax.numpy as jnp
 
     from . import __version__
-    from ._registry import (
+    from .testing._registry import (
         LAYER_CASES,
         LOSS_CASES,
         check_l2_penalty,
@@ -99,7 +99,7 @@ def run_check(args: argparse.Namespace) -> int:
     print(fmt.format(*head).rstrip())
     for r in rows:
         print(fmt.format(*r).rstrip())
-    from ._tolerances import tolerance
+    from .testing._tolerances import tolerance
 
     tols = ", ".join(
         f"{m} rtol {tolerance(dtype, m).rtol:g} atol {tolerance(dtype, m).atol:g}"

@@ -1,7 +1,7 @@
 """Convolution and pooling: equivalence with Flax linen, hand-written backward in
 configurations the registry does not hold, max-pool ties, and bad-input messages.
 
-The registry cases (``jaxnet/_cases_conv.py``) already run through the battery and the
+The registry cases (``jaxnet/testing/cases/conv.py``) already run through the battery and the
 analytic tier (tests/test_layers.py, tests/test_analytic.py); this file adds what they
 cannot express.
 """

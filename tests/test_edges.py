@@ -49,7 +49,7 @@ import pytest
 
 import jaxnet
 from jaxnet import analytic, losses
-from jaxnet._testing import compare
+from jaxnet.testing._check import compare
 from jaxnet.testing import (
     LAYER_CASES,
     TOLERANCES,

@@ -2,7 +2,7 @@
 (same weights copied in, float32 tolerance), stability at large means, the analytic
 backward where the registry cannot reach (large means), and bad-input errors.
 
-The registry cases in ``jaxnet/_cases_norm.py`` already run the battery and the
+The registry cases in ``jaxnet/testing/cases/norm.py`` already run the battery and the
 three-way float64 gradient check (jax.grad vs analytic vs complex step).
 """
 

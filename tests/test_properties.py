@@ -3,7 +3,7 @@ values.
 
 Hypothesis draws the shapes (ranks 1..3, sizes 1..6) and bounded float64 values; each
 comparison uses the library's float64 ``"analytic"`` tolerance,
-``|a - r| <= atol + rtol |r|`` elementwise (``jaxnet._testing.compare``). Piecewise
+``|a - r| <= atol + rtol |r|`` elementwise (``jaxnet.testing._check.compare``). Piecewise
 activations are nudged off their kink at 0: the kinks have their own exact tests in
 ``test_edges.py``. The last part checks mathematical identities between layers and
 losses.
@@ -27,7 +27,7 @@ from hypothesis.extra import numpy as hnp
 
 import jaxnet
 from jaxnet import analytic, losses
-from jaxnet._testing import compare
+from jaxnet.testing._check import compare
 from jaxnet.testing import tolerance
 
 F64 = jnp.float64

@@ -1,6 +1,6 @@
 """Recurrent family: LSTMCell, GRUCell, RNN, Bidirectional.
 
-The registry (``jaxnet/_cases_rnn.py``) already runs every case through the battery
+The registry (``jaxnet/testing/cases/recurrent.py``) already runs every case through the battery
 and the three-way gradient check; here: equivalence with ``flax.linen`` (weights copied
 in), reverse == flipping time, BPTT on a longer sequence with ``return_carry`` and
 ``initial_carry``, error messages, and proof that the checker catches a wrong formula.

@@ -1,6 +1,6 @@
 """The registry's building blocks: a layer case, a loss case, and input drawers.
 
-Each layer family keeps its cases in its own ``_cases_<family>.py`` and the registry
+Each layer family keeps its cases in its own ``cases/<family>.py`` and the registry
 (``_registry.py``) joins them, so families can grow without touching each other.
 """
 
@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._layer import Layer
-from ._types import Array, PRNGKey
+from .._layer import Layer
+from .._types import Array, PRNGKey
 
 Draw = Callable[[PRNGKey, tuple[int, ...], Any], Array]
 

@@ -16,21 +16,21 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from . import _combinators as C
-from . import _layers as Ly
-from . import _losses as L
-from ._analytic import loss_vjp
-from ._batchnorm import BatchNorm
+from .. import _combinators as C
+from .. import _layers as Ly
+from .. import _losses as L
+from .._analytic import loss_vjp
+from .._batchnorm import BatchNorm
 from ._case import LayerCase, LossCase, away_from, host_rng
-from ._cases_conv import CONV_CASES
-from ._cases_norm import NORM_CASES
-from ._cases_rnn import RNN_CASES
-from ._cases_seq import SEQ_CASES
-from ._layer import Layer
-from ._stack import Stack, remat
-from ._testing import GradReport, check_grads
-from ._transformer import TransformerBlock
-from ._types import Array, Params, PRNGKey
+from .cases.conv import CONV_CASES
+from .cases.norm import NORM_CASES
+from .cases.recurrent import RNN_CASES
+from .cases.seq import SEQ_CASES
+from .._layer import Layer
+from .._stack import Stack, remat
+from ._check import GradReport, check_grads
+from .._transformer import TransformerBlock
+from .._types import Array, Params, PRNGKey
 
 
 def _mlp(dt: Any) -> Layer:

@@ -7,9 +7,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from . import _seq as S
-from ._case import LayerCase
-from ._types import Array, PRNGKey
+from ... import _seq as S
+from .._case import LayerCase
+from ..._types import Array, PRNGKey
 
 _VOCAB = 5
 

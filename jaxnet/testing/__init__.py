@@ -10,9 +10,9 @@ from ._registry import check_layer as check_layer
 from ._registry import check_loss as check_loss
 from ._registry import layer_problem as layer_problem
 from ._registry import loss_problem as loss_problem
-from ._testing import GradCheckRow as GradCheckRow
-from ._testing import GradReport as GradReport
-from ._testing import check_grads as check_grads
+from ._check import GradCheckRow as GradCheckRow
+from ._check import GradReport as GradReport
+from ._check import check_grads as check_grads
 from ._tolerances import STEPS as STEPS
 from ._tolerances import TOLERANCES as TOLERANCES
 from ._tolerances import Tolerance as Tolerance

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import jax
 
-from . import _norm as N
-from ._case import LayerCase
+from ... import _norm as N
+from .._case import LayerCase
 
 # Random per-channel params: scale around 1 (never 0), offset around 0.
 _SCALE = jax.nn.initializers.truncated_normal(0.5, lower=1.0, upper=3.0)

@@ -14,9 +14,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from . import _conv as C
-from ._case import LayerCase
-from ._types import Array, PRNGKey
+from ... import _conv as C
+from .._case import LayerCase
+from ..._types import Array, PRNGKey
 
 
 def distinct(key: PRNGKey, shape: tuple[int, ...], dtype: Any) -> Array:
