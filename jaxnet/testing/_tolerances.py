@@ -71,6 +71,19 @@ STEPS: dict[str, dict[str, float]] = {
 
 METHODS = ("analytic", "central", "complex")
 
+#: The noise model of the numerical checks (``docs/verification.md`` has the argument
+#: and the measurements it rests on). A probe (an element, or a random direction)
+#: passes when ``|a - r| <= SAFETY * (noise of r + noise of a)``:
+#:
+#: * central differences (Richardson, steps ``h`` and ``h/2``): the noise of ``r`` is
+#:   the measured ``|D(h/2) - D(h)| / 3`` (the truncation error of ``D(h/2)``, an
+#:   over-estimate of the extrapolated ``r``'s), floored at the rounding bound
+#:   ``3 eps max|f| / h``;
+#: * the complex step and the gradient under test (``a``): ``ROUNDING * eps *
+#:   sum_i |g_i u_i|``, a rounding bound on the directional derivative ``<g, u>``.
+SAFETY = 10.0
+ROUNDING = 4.0
+
 
 def _dtype_name(dtype: Any) -> str:
     d = jnp.dtype(dtype)
