@@ -415,9 +415,15 @@ def test_float32_registry_check_uses_float32_tolerances(case):
     report = check_layer(case, F32)
     assert report.ok, report
     for row in report.rows:
-        method = "analytic" if row.check == "jax.grad vs analytic" else case.method
         assert row.dtype == "float32"
-        assert (row.rtol, row.atol) == dataclasses.astuple(tolerance(F32, method))
+        if row.check in ("jax.grad vs analytic", "jax.grad vs jax.grad@float64"):
+            # Exact comparisons use the float32 row of the table.
+            assert (row.rtol, row.atol) == dataclasses.astuple(tolerance(F32, "analytic"))
+        else:
+            # Numerical rows: the reference is computed in float64, so they resolve
+            # errors well below float32's own table tolerance for differences.
+            assert row.method == f"{case.method}@float64"
+            assert row.detectable < tolerance(F32, "analytic").rtol
 
 
 def test_float32_checker_at_extreme_logits():

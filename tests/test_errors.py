@@ -309,12 +309,25 @@ def test_check_grads_names_the_argument_and_index_of_an_inf():
     )
 
 
-def test_check_grads_rejects_a_non_scalar_function():
-    text = raises(ValueError, check_grads, jnp.sin, jnp.ones(3), name="sin")
-    assert text.startswith(
-        "check_grads: sin must return a real scalar, got float64 of shape (3,)."
+def test_check_grads_rejects_an_integer_output():
+    text = raises(
+        ValueError, check_grads, lambda x: jnp.argmax(x), jnp.ones(3), name="argmax"
     )
-    assert "jnp.sum(...)" in text
+    assert text == (
+        "check_grads: argmax must return real floating-point arrays (a scalar or any "
+        "pytree of them), got ['int64']."
+    )
+
+
+def test_check_grads_rejects_integer_leaves_in_argnums():
+    text = raises(
+        ValueError,
+        check_grads,
+        lambda p: jnp.sum(p["w"]) * 1.0,
+        {"w": jnp.ones(2), "ids": jnp.arange(2)},
+    )
+    assert text.startswith("check_grads: 'ids' is int64; only floating-point leaves")
+    assert "Move integer inputs" in text
 
 
 # ------------------------------------------------------------ params and models

@@ -568,8 +568,11 @@ def _exhaustive_rows(
             wide["jvp"] = np.asarray(fn(prob.ref_args, v), np.float64)
     rows = []
     for who, a in tested.items():
-        floor = ROUNDING * _eps(ref_dt) * np.abs(a)
-        floor = floor + (np.abs(a - wide[who]) if narrow else ROUNDING * eps_t * np.abs(a))
+        # An element's rounding scales with the terms that sum to it, which can be
+        # as large as the leaf's largest element (cancellation): |a_i| + max|a|.
+        mag = np.abs(a) + np.max(np.abs(a), initial=0.0)
+        floor = ROUNDING * _eps(ref_dt) * mag
+        floor = floor + (np.abs(a - wide[who]) if narrow else ROUNDING * eps_t * mag)
         tau = SAFETY * (sig + floor)
         rows.append(
             noise_row(
@@ -587,7 +590,10 @@ def _exhaustive_rows(
         )
     if "fwd" in ctx.modes:
         a, b = tested["jax.grad"], tested["jvp"]
-        tau = SAFETY * ROUNDING * eps_t * (np.abs(a) + np.abs(b))
+        mag = np.abs(a) + np.abs(b) + 2 * np.max(np.abs(a), initial=0.0)
+        tau = SAFETY * ROUNDING * eps_t * mag
+        if narrow:
+            tau = tau + SAFETY * (np.abs(a - wide["jax.grad"]) + np.abs(b - wide["jvp"]))
         rows.append(
             noise_row(
                 leaf.path,

@@ -280,7 +280,16 @@ def _cotangent(key: PRNGKey, like: Any) -> Any:
 
 
 def _dot(a: Any, b: Any) -> Array:
-    return sum(jnp.sum(x * y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    """``<a, b>`` in ``b``'s precision (a float64 reference of a float32 case)."""
+    return sum(
+        jnp.sum(x.astype(y.dtype) * y)
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    )
+
+
+def _like(t: Any, p: Array) -> Any:
+    """Float targets in the predictions' precision; integer labels unchanged."""
+    return t.astype(p.dtype) if jnp.issubdtype(t.dtype, jnp.floating) else t
 
 
 def layer_problem(
@@ -313,7 +322,9 @@ def layer_problem(
     def analytic(point: dict) -> dict:
         xp = point.get("x", x)
         y = out(point["params"], xp)
-        dp, dx = layer.backward(point["params"], xp, y, g, **opts)
+        dp, dx = layer.backward(
+            point["params"], xp, y, jax.tree.map(lambda c, o: c.astype(o.dtype), g, y), **opts
+        )
         return {"params": dp, "x": dx} if with_x else {"params": dp}
 
     point = {"params": params, "x": x} if with_x else {"params": params}
@@ -330,10 +341,10 @@ def loss_problem(
     vjp = loss_vjp(case.loss)
 
     def f(p: Array) -> Array:
-        return jnp.sum(g * case.loss(p, targets))
+        return _dot(g, case.loss(p, _like(targets, p)))
 
     def analytic(p: Array) -> Array:
-        return vjp(p, targets, g)
+        return vjp(p, _like(targets, p), g.astype(p.dtype))
 
     return f, analytic, pred
 
