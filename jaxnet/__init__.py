@@ -6,6 +6,8 @@ from importlib.metadata import PackageNotFoundError, version
 from . import analytic as analytic
 from . import losses as losses
 from . import testing as testing
+from ._adapters import from_equinox as from_equinox
+from ._adapters import from_flax as from_flax
 from ._batchnorm import BatchNorm as BatchNorm
 from ._combinators import FanInConcat as FanInConcat
 from ._combinators import FanInSum as FanInSum
@@ -74,6 +76,8 @@ __all__ = [
     "Tanh",
     "TransformerBlock",
     "analytic",
+    "from_equinox",
+    "from_flax",
     "losses",
     "parallel",
     "residual",

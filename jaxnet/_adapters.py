@@ -259,13 +259,12 @@ def from_flax(
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn, jaxnet
-      >>> from jaxnet._adapters import from_flax
       >>> class MLP(nn.Module):
       ...     @nn.compact
       ...     def __call__(self, x):
       ...         x = nn.relu(nn.Dense(8)(x))
       ...         return nn.Dense(2)(x)
-      >>> model = jaxnet.serial(from_flax(MLP()), jaxnet.Tanh())
+      >>> model = jaxnet.serial(jaxnet.from_flax(MLP()), jaxnet.Tanh())
       >>> out_shape, params = model.init(jax.random.key(0), (None, 3))
       >>> out_shape, sorted(params)
       ((None, 2), ['mlp_0', 'tanh_1'])

@@ -566,7 +566,8 @@ def residual(*layers: LayerSpec) -> Layer:
         params: Params, x: Any, key: Any, state: Any, kw: dict
     ) -> tuple[Any, Any]:
         skw = _state_kw(desc, f, f.name, state, key_in_state=False)
-        with in_sublayer("residual", f.name), jax.named_scope("residual"):
+        # nest=False: the branch's params are the residual's own (as in init).
+        with in_sublayer("residual", f.name, nest=False), jax.named_scope("residual"):
             fx, new_state = _run(f, params, x, {"key": key, **skw, **kw})
         if jnp.shape(fx) != jnp.shape(x):
             raise ShapeError(

@@ -67,6 +67,32 @@ _RECORD: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
 _PATH: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
     "jaxnet_summary_path", default=()
 )
+#: While ``jaxnet.testing.check_model`` records: the list every layer's ``apply``
+#: appends ``(path, layer, params, x, options)`` to (concrete calls only: a call under
+#: a trace, e.g. inside ``Stack``'s scan, is checked as part of its parent).
+_CALLS: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "jaxnet_check_model_calls", default=None
+)
+
+
+def _recording() -> bool:
+    return _RECORD.get() is not None or _CALLS.get() is not None
+
+
+def _concrete(tree: Any) -> bool:
+    return not any(isinstance(l, jax.core.Tracer) for l in jax.tree.leaves(tree))
+
+
+def _wrap_apply(raw: Any, owner: list[Any]) -> Any:
+    def apply(params: Params, x: Any, **kwargs: Any) -> Any:
+        calls = _CALLS.get()
+        if calls is not None and _concrete((params, x)):
+            calls.append((_PATH.get(), owner[0], params, x, dict(kwargs)))
+        return raw(params, x, **kwargs)
+
+    apply.__wrapped__ = raw  # type: ignore[attr-defined]
+    apply.__jaxnet_apply__ = True  # type: ignore[attr-defined]
+    return apply
 
 
 def _wrap_init(raw: InitFn, desc: str = "") -> InitFn:
@@ -161,6 +187,10 @@ class Layer:
             object.__setattr__(self, "desc", self.name)
         if getattr(self.init, "__wrapped__", None) is None:
             object.__setattr__(self, "init", _wrap_init(self.init, self.desc))
+        if not getattr(self.apply, "__jaxnet_apply__", False):
+            owner: list[Any] = []
+            object.__setattr__(self, "apply", _wrap_apply(self.apply, owner))
+            owner.append(self)
 
     @property
     def stateful(self) -> bool:
@@ -239,9 +269,7 @@ def in_sublayer(combinator: str, key: str, *, nest: bool = True) -> Iterator[Non
     While :func:`jaxnet.summary` records, it also extends the current parameter path
     by ``key`` (unless ``nest=False``: a residual's branch shares its path).
     """
-    token = (
-        _PATH.set(_PATH.get() + (key,)) if nest and _RECORD.get() is not None else None
-    )
+    token = _PATH.set(_PATH.get() + (key,)) if nest and _recording() else None
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - re-raised with context

@@ -26,7 +26,10 @@ NAMESPACES = {
 }
 # Data constants: a dict or tuple instance cannot carry its own docstring (its
 # __doc__ is the builtin type's).
-NO_DOCSTRING = {"LOSS_VJPS", "TOLERANCES", "STEPS", "LAYER_CASES", "LOSS_CASES"}
+NO_DOCSTRING = {
+    "LOSS_VJPS", "TOLERANCES", "STEPS", "LAYER_CASES", "LOSS_CASES",
+    "NOISY", "SAFETY", "ROUNDING", "EXHAUSTIVE_MAX", "JACOBIAN_MAX",
+}  # fmt: skip
 PUBLIC = [(ns, name) for ns, mod in NAMESPACES.items() for name in mod.__all__]
 
 

@@ -49,7 +49,6 @@ import pytest
 
 import jaxnet
 from jaxnet import analytic, losses
-from jaxnet.testing._check import compare
 from jaxnet.testing import (
     LAYER_CASES,
     TOLERANCES,
@@ -57,6 +56,7 @@ from jaxnet.testing import (
     check_layer,
     tolerance,
 )
+from jaxnet.testing._check import compare
 
 F32, F64 = jnp.float32, jnp.float64
 DTYPES = pytest.mark.parametrize("dtype", [F32, F64], ids=["float32", "float64"])
@@ -418,7 +418,9 @@ def test_float32_registry_check_uses_float32_tolerances(case):
         assert row.dtype == "float32"
         if row.check in ("jax.grad vs analytic", "jax.grad vs jax.grad@float64"):
             # Exact comparisons use the float32 row of the table.
-            assert (row.rtol, row.atol) == dataclasses.astuple(tolerance(F32, "analytic"))
+            assert (row.rtol, row.atol) == dataclasses.astuple(
+                tolerance(F32, "analytic")
+            )
         else:
             # Numerical rows: the reference is computed in float64, so they resolve
             # errors well below float32's own table tolerance for differences.

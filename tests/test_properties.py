@@ -27,8 +27,8 @@ from hypothesis.extra import numpy as hnp
 
 import jaxnet
 from jaxnet import analytic, losses
-from jaxnet.testing._check import compare
 from jaxnet.testing import tolerance
+from jaxnet.testing._check import compare
 
 F64 = jnp.float64
 TOL = tolerance(F64, "analytic")

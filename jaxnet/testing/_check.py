@@ -175,7 +175,9 @@ class _Problem:
         wide = _widen(self.args)
         try:
             out64 = self.f(*wide)
-            ok = all(jnp.asarray(l).dtype == jnp.float64 for l in jax.tree.leaves(out64))
+            ok = all(
+                jnp.asarray(l).dtype == jnp.float64 for l in jax.tree.leaves(out64)
+            )
         except Exception:  # noqa: BLE001 - f does not accept float64: say so below
             ok = False
         if not ok:
@@ -498,9 +500,7 @@ def _exhaustive_rows(
     ref_dt = x_ref.dtype
 
     def numeric(m: str) -> tuple[np.ndarray, np.ndarray]:
-        fn = jax.jit(
-            lambda ra, v: N.exhaustive(prob.s(ra, leaf, v), _get(ra, leaf), m)
-        )
+        fn = jax.jit(lambda ra, v: N.exhaustive(prob.s(ra, leaf, v), _get(ra, leaf), m))
         vv = None if v_ref is None else [c.astype(ref_dt) for c in v_ref]
         r, sig = fn(prob.ref_args, vv)
         return np.asarray(r, np.float64), np.asarray(sig, np.float64)
@@ -516,7 +516,8 @@ def _exhaustive_rows(
         if method == "auto":
             rc, sc = numeric("central")
             agree = r is not None and np.all(
-                np.abs(r - rc) <= SAFETY * sc + SAFETY * ROUNDING * _eps(ref_dt) * np.abs(rc)
+                np.abs(r - rc)
+                <= SAFETY * sc + SAFETY * ROUNDING * _eps(ref_dt) * np.abs(rc)
             )
             if agree:
                 used = "complex"
@@ -549,9 +550,9 @@ def _exhaustive_rows(
     if narrow:  # the same derivatives at the float64 point: the measured rounding
         if jac:
             fn = jax.jit(
-                lambda a: jax.jacrev(prob.s(a, leaf, None))(_get(a, leaf))
-                .reshape(-1, n)
-                .T
+                lambda a: (
+                    jax.jacrev(prob.s(a, leaf, None))(_get(a, leaf)).reshape(-1, n).T
+                )
             )
             wide["jax.grad"] = np.asarray(fn(prob.ref_args), np.float64)
         else:
@@ -561,9 +562,9 @@ def _exhaustive_rows(
         if "fwd" in ctx.modes:
             v = None if jac else [c.astype(ref_dt) for c in prob.cotangent(0, ctx.seed)]
             fn = jax.jit(
-                lambda a, v: jax.jacfwd(prob.s(a, leaf, v))(_get(a, leaf))
-                .reshape(-1, n)
-                .T
+                lambda a, v: (
+                    jax.jacfwd(prob.s(a, leaf, v))(_get(a, leaf)).reshape(-1, n).T
+                )
             )
             wide["jvp"] = np.asarray(fn(prob.ref_args, v), np.float64)
     rows = []
@@ -593,7 +594,9 @@ def _exhaustive_rows(
         mag = np.abs(a) + np.abs(b) + 2 * np.max(np.abs(a), initial=0.0)
         tau = SAFETY * ROUNDING * eps_t * mag
         if narrow:
-            tau = tau + SAFETY * (np.abs(a - wide["jax.grad"]) + np.abs(b - wide["jvp"]))
+            tau = tau + SAFETY * (
+                np.abs(a - wide["jax.grad"]) + np.abs(b - wide["jvp"])
+            )
         rows.append(
             noise_row(
                 leaf.path,
@@ -749,7 +752,9 @@ def _directional_rows(
     norm = max(pilot["norm"][0], 1e-300)
     tau_rel = tau_of(pilot, 0, used) / norm
     target = ctx.detect if ctx.detect is not None else 10.0 * math.sqrt(2) * tau_rel
-    count = directions_needed(tau_rel, max(target, 1e-300), ctx.miss, ctx.max_directions)
+    count = directions_needed(
+        tau_rel, max(target, 1e-300), ctx.miss, ctx.max_directions
+    )
     outs = [pilot] + [run(k, used) for k in range(1, count)]
     who = ["jax.grad"] + (["analytic"] if g_an is not None else [])
     label = f"{used}@float64" if narrow else used
@@ -771,7 +776,8 @@ def _directional_rows(
             index, evals = _locate(ctx, leaf, used, k, i, g_an)
             row = dataclasses.replace(row, worst_index=index)
             ctx.notes.append(
-                f"{leaf.path} ({w}): worst element {index} located by bisection in "
+                f"{leaf.path or '(arg)'} ({w}): worst element {index} located by "
+                "bisection in "
                 f"{evals} evaluations of {prob.fname}."
             )
         rows.append(row)
@@ -890,7 +896,9 @@ def _locate(
         evals += per
         d_b = d - d_a
         lo, hi, d = (lo, mid, d_a) if abs(d_a) >= abs(d_b) else (mid, hi, d_b)
-    index = tuple(int(i) for i in np.unravel_index(lo, leaf.shape)) if leaf.shape else ()
+    index = (
+        tuple(int(i) for i in np.unravel_index(lo, leaf.shape)) if leaf.shape else ()
+    )
     return index, evals
 
 
@@ -956,13 +964,15 @@ def _hvp_rows(ctx: _Context, leaf: _Leaf) -> list[GradCheckRow]:
     if not fwd_ok:
         pilot["norm"] = abs(pilot["rev"])
         ctx.notes.append(
-            f"{leaf.path}: forward-over-reverse is not defined here (a custom_vjp "
+            f"{leaf.path or '(arg)'}: forward-over-reverse is not defined here (a custom_vjp "
             "has no forward mode); the HVP is checked reverse-over-reverse only."
         )
     norm = max(pilot["norm"], 1e-300)
     tau_rel = tau(pilot, "Sr") / norm
     target = ctx.detect if ctx.detect is not None else 10.0 * math.sqrt(2) * tau_rel
-    count = directions_needed(tau_rel, max(target, 1e-300), ctx.miss, ctx.max_directions)
+    count = directions_needed(
+        tau_rel, max(target, 1e-300), ctx.miss, ctx.max_directions
+    )
     outs = [pilot] + [run(k) for k in range(1, count)]
     for o in outs:
         if not fwd_ok:
@@ -984,9 +994,7 @@ def _hvp_rows(ctx: _Context, leaf: _Leaf) -> list[GradCheckRow]:
     if fwd_ok:
         fw = np.array([o["fwd"] for o in outs])
         t_fw = np.array([tau(o, "Sf") for o in outs])
-        t_x = np.array(
-            [SAFETY * ROUNDING * eps_t * (o["Sf"] + o["Sr"]) for o in outs]
-        )
+        t_x = np.array([SAFETY * ROUNDING * eps_t * (o["Sf"] + o["Sr"]) for o in outs])
         rows.append(
             noise_row(
                 leaf.path, "hvp fwd-over-rev vs central(grad)", leaf.shape, dt, fw, r,

@@ -21,16 +21,16 @@ from .. import _layers as Ly
 from .. import _losses as L
 from .._analytic import loss_vjp
 from .._batchnorm import BatchNorm
+from .._layer import Layer
+from .._stack import Stack, remat
+from .._transformer import TransformerBlock
+from .._types import Array, Params, PRNGKey
 from ._case import LayerCase, LossCase, away_from, host_rng
+from ._check import GradReport, check_grads
 from .cases.conv import CONV_CASES
 from .cases.norm import NORM_CASES
 from .cases.recurrent import RNN_CASES
 from .cases.seq import SEQ_CASES
-from .._layer import Layer
-from .._stack import Stack, remat
-from ._check import GradReport, check_grads
-from .._transformer import TransformerBlock
-from .._types import Array, Params, PRNGKey
 
 
 def _mlp(dt: Any) -> Layer:
@@ -323,7 +323,11 @@ def layer_problem(
         xp = point.get("x", x)
         y = out(point["params"], xp)
         dp, dx = layer.backward(
-            point["params"], xp, y, jax.tree.map(lambda c, o: c.astype(o.dtype), g, y), **opts
+            point["params"],
+            xp,
+            y,
+            jax.tree.map(lambda c, o: c.astype(o.dtype), g, y),
+            **opts,
         )
         return {"params": dp, "x": dx} if with_x else {"params": dp}
 

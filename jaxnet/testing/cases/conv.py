@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from ... import _conv as C
-from .._case import LayerCase
 from ..._types import Array, PRNGKey
+from .._case import LayerCase
 
 
 def distinct(key: PRNGKey, shape: tuple[int, ...], dtype: Any) -> Array:

@@ -7,8 +7,8 @@ they are checked with the complex step.
 
 from __future__ import annotations
 
-from .._case import LayerCase
 from ..._recurrent import RNN, Bidirectional, GRUCell, LSTMCell
+from .._case import LayerCase
 
 _LSTM_PARAMS = {"input": {"w": (3, 16)}, "hidden": {"w": (4, 16), "b": (16,)}}
 _GRU_PARAMS = {"input": {"w": (3, 12), "b": (12,)}, "hidden": {"w": (4, 12), "b": (4,)}}

@@ -8,8 +8,8 @@ import jax
 import numpy as np
 
 from ... import _seq as S
-from .._case import LayerCase
 from ..._types import Array, PRNGKey
+from .._case import LayerCase
 
 _VOCAB = 5
 
