@@ -14,6 +14,11 @@ Cases (``--case``, repeatable: a case name, a family, ``seed`` or ``all``):
   scanned vs unrolled; XLA's memory analysis and step time at N = 12 with remat off,
   on and ``"dots_saveable"``; see ``benchmarks/deep.py``. Not in ``--quick`` unless
   named (then width 64, N in 1 and 4).
+* ``verify``: the verification targets of ``jaxnet.testing.check_grads`` (float64:
+  time on a 10M-parameter MLP and the tiny GPT, detection power, float32, localisation,
+  exhaustive mode, the transpose identity, HVPs, the Taylor test), each measured figure
+  beside its target, met or NOT met; see ``benchmarks/verify.py``. Not in ``--quick``
+  unless named (then smaller sizes, and no GPT).
 * ``seed``: logistic regression, 2 features, 100 samples, 100 full-batch SGD epochs:
   a per-step jitted Python loop vs the fused ``lax.scan`` (``jaxnet.train_scan``) vs
   NumPy by hand (vs PyTorch eager where importable); see ``benchmarks/seed.py``.
@@ -39,7 +44,7 @@ from typing import Any
 from . import _report
 from ._peak import matmul_peak
 from ._runner import RefusedToTime, environment, run_case
-from .cases import CASES, DEEP, PEERS, SEED, select
+from .cases import CASES, DEEP, PEERS, SEED, VERIFY, select
 from .seed import format_seed, seed_case
 
 __all__ = ["environment", "main"]
@@ -90,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in CASES:
             print(name)
         print(DEEP)
+        print(VERIFY)
         print(PEERS)
         print(SEED)
         return 0
@@ -105,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     t0 = time.perf_counter()
     peak = None
-    if any(n not in (SEED, PEERS, DEEP) for n in names):
+    if any(n not in (SEED, PEERS, DEEP, VERIFY) for n in names):
         _progress("[peak] matmul 2048x2048 float32 ...")
         peak = matmul_peak(repeats=3 if args.quick else 7, min_time=min_time)
         g = peak["gflops"]
@@ -123,6 +129,17 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             row = seed_case(**({"repeats": 9, "min_time": 0.02} if args.quick else {}))
             rows.append({**env, **row})
+            _progress(f"{tag} done in {time.perf_counter() - t:.1f} s")
+            continue
+        if name == VERIFY:  # slow: in --quick only when named (then smaller sizes)
+            if args.quick and name not in exact:
+                _progress(f"{tag} skipped (not a quick case)")
+                continue
+            from .verify import verify_case
+
+            _progress(f"{tag}: gradient checker verification targets ...")
+            t = time.perf_counter()
+            rows.append({**env, **verify_case(args.quick, say=_progress)})
             _progress(f"{tag} done in {time.perf_counter() - t:.1f} s")
             continue
         if name in (PEERS, DEEP):  # slow families: in --quick only when named
@@ -209,10 +226,20 @@ def main(argv: list[str] | None = None) -> int:
         if row.get("case") == _report.SEED_CASE:
             print()
             print(format_seed(row))
+    verify = [r for r in rows if r.get("case") == VERIFY and "targets" in r]
+    if verify:
+        from .verify import format_verify
+
+        for row in verify:
+            print()
+            print(format_verify(row))
     if refused:
         print(f"\nrefused (gradients disagree, not timed): {', '.join(refused)}")
     if args.out:
         paths = _report.write(args.out, rows, env, peak)
+        if verify:  # results.md: the verify table after the others
+            with open(paths["markdown"], "a") as fh:
+                fh.write("".join(f"\n{format_verify(r)}\n" for r in verify))
         print(f"\nwrote {paths['json']} and {paths['markdown']}")
     _progress(f"total {time.perf_counter() - t0:.1f} s")
     return 1 if refused else 0

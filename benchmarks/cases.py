@@ -8,7 +8,8 @@ the ``Case`` protocol (it times whole training runs); :func:`select` names it
 JAX, Flax NNX, Equinox and PyTorch, and fresh-process init times), named
 :data:`PEERS`, nor the deep case (:mod:`benchmarks.deep`: a stack of transformer
 blocks scanned vs unrolled, compile time vs depth, memory with remat), named
-:data:`DEEP`.
+:data:`DEEP`, nor the verify family (:mod:`benchmarks.verify`: the gradient checker's
+verification targets), named :data:`VERIFY`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .cases_mlp import CASES as _MLP_CASES
 SEED = "seed"
 PEERS = "peers"
 DEEP = "deep"
+VERIFY = "verify"
 
 #: ``name -> build(quick) -> Case``, in run order.
 CASES: dict[str, Callable[[bool], Case]] = dict(_MLP_CASES)
@@ -39,20 +41,22 @@ else:
 
 
 def families() -> list[str]:
-    """Every family name ``--case`` accepts (``seed``, ``peers``, ``deep`` included), sorted."""
-    return sorted(set().union(*FAMILIES.values()) | {SEED, PEERS, DEEP})
+    """Every family name ``--case`` accepts (``seed``, ``peers``, ``deep``, ``verify``
+    included), sorted."""
+    return sorted(set().union(*FAMILIES.values()) | {SEED, PEERS, DEEP, VERIFY})
 
 
 def select(names: Iterable[str] | None) -> list[str]:
-    """Resolve ``--case`` values to case names, in registry order, then deep, peers, seed.
+    """Resolve ``--case`` values to case names, in registry order, then deep, verify,
+    peers, seed.
 
     Each value is an exact case name (``mlp_b128``), a family (``mlp``: every case
     whose name starts with ``mlp``; ``layers``: every case of ``cases_layers``),
-    ``peers``, ``deep``, ``seed``, or ``all``. No value means ``all``.
+    ``peers``, ``deep``, ``verify``, ``seed``, or ``all``. No value means ``all``.
 
     Returns:
-      Case names from :data:`CASES`, plus :data:`PEERS`, :data:`DEEP` and :data:`SEED` when
-      selected, without repeats.
+      Case names from :data:`CASES`, plus :data:`DEEP`, :data:`VERIFY`, :data:`PEERS`
+      and :data:`SEED` when selected, without repeats.
 
     Raises:
       SystemExit: for a value that is none of these, listing the valid ones.
@@ -65,8 +69,8 @@ def select(names: Iterable[str] | None) -> list[str]:
     chosen: set[str] = set()
     for value in wanted:
         if value == "all":
-            chosen |= set(CASES) | {PEERS, DEEP, SEED}
-        elif value in (SEED, PEERS, DEEP) or value in CASES:
+            chosen |= set(CASES) | {PEERS, DEEP, VERIFY, SEED}
+        elif value in (SEED, PEERS, DEEP, VERIFY) or value in CASES:
             chosen.add(value)
         elif value in families():
             chosen |= {n for n in CASES if value in FAMILIES[n]}
@@ -75,5 +79,5 @@ def select(names: Iterable[str] | None) -> list[str]:
                 f"benchmarks --case: unknown case or family {value!r}. Cases: "
                 f"{', '.join(CASES)}; families: {', '.join(families())}; or 'all'."
             )
-    extra = [n for n in (DEEP, PEERS, SEED) if n in chosen]
+    extra = [n for n in (DEEP, VERIFY, PEERS, SEED) if n in chosen]
     return [n for n in CASES if n in chosen] + extra

@@ -67,6 +67,13 @@ def _with(args: tuple[Any, ...], leaf: _Leaf, value: jax.Array) -> tuple[Any, ..
     return args[: leaf.argnum] + (new,) + args[leaf.argnum + 1 :]
 
 
+def _replace(args: tuple[Any, ...], nums: tuple[int, ...], diff: Any) -> tuple:
+    full = list(args)
+    for i, d in zip(nums, diff):
+        full[i] = d
+    return tuple(full)
+
+
 def _is_float(x: Any) -> bool:
     return jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
 
@@ -123,9 +130,27 @@ def directions_needed(tau_rel: float, detect: float, miss: float, cap: int) -> i
     return int(min(cap, max(1, math.ceil(math.log(miss) / math.log(q)))))
 
 
-def detectable_at(tau_rel: float, k: int, miss: float) -> float:
-    """The smallest relative error caught w.p. >= 1 - miss by ``k`` directions."""
-    return math.sqrt(2.0) * tau_rel / _erfinv(miss ** (1.0 / k))
+def detectable_at(tau_rel: Any, k: int | None = None, miss: float = 1e-6) -> float:
+    """The smallest relative error caught w.p. >= 1 - miss by the directions.
+
+    ``tau_rel`` is one direction's tolerance over the gradient norm (then ``k``
+    directions with that tolerance) or a sequence of them, one per direction: the
+    ``rho`` with ``prod_k erf(sqrt(2) tau_k / rho) = miss``.
+    """
+    taus = [float(tau_rel)] * int(k or 1) if np.ndim(tau_rel) == 0 else list(tau_rel)
+    if not taus or max(taus) <= 0.0:
+        return 0.0
+
+    def p_miss(rho: float) -> float:
+        return math.prod(math.erf(math.sqrt(2.0) * t / rho) for t in taus)
+
+    lo, hi = 1e-300, 1e300
+    for _ in range(2000):  # bisection in log space
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if p_miss(mid) > miss else (lo, mid)
+        if hi / lo < 1 + 1e-12:
+            break
+    return hi
 
 
 # ------------------------------------------------------------------ the function
@@ -382,6 +407,7 @@ def check_grads(
 
     grads0 = _tested_grads(prob, nums, prob.cotangent(0, seed))
     an = analytic(*args) if analytic is not None else None
+    an_t: Any = None
     if an is not None:
         an_t = an if multi else (an,)
         s_auto, s_an = jax.tree.structure(grads0), jax.tree.structure(tuple(an_t))
@@ -392,6 +418,31 @@ def check_grads(
             )
     ctx = _Context(prob, nums, seed, miss, detect, max_directions, locate, modes)
     ctx.analytic, ctx.multi = analytic, multi
+    # The gradient's overall scale: an element's rounding is at least eps times the
+    # terms summed into it, which a zero-by-cancellation leaf does not show.
+    ctx.gscale = max(
+        (float(jnp.max(jnp.abs(l))) for l in jax.tree.leaves(grads0) if l.size),
+        default=0.0,
+    )
+    try:
+        rows = _rows(
+            ctx, leaves, method, mode, order, exhaustive_max, grads0, an, an_t, tol
+        )
+    except TypeError as exc:
+        if "fwd" in modes and "forward-mode" in str(exc):
+            raise ValueError(
+                f"check_grads: modes includes 'fwd' but {fname} has no forward mode "
+                "(a jax.custom_vjp function cannot be differentiated forward). Check "
+                "it with modes=('rev',) (or check_vjp), or give it a custom_jvp."
+            ) from None
+        raise
+    notes = (prob.note,) if prob.note else ()
+    return GradReport(fname, tuple(rows), notes + tuple(ctx.notes))
+
+
+def _rows(ctx, leaves, method, mode, order, exhaustive_max, grads0, an, an_t, tol):
+    """Every row of every leaf (the body of :func:`check_grads`)."""
+    nums = ctx.nums
     rows: list[GradCheckRow] = []
     for leaf in leaves:
         k = nums.index(leaf.argnum)
@@ -424,8 +475,7 @@ def check_grads(
             rows += _directional_rows(ctx, leaf, method, g_an)
         if order == 2:
             rows += _hvp_rows(ctx, leaf)
-    notes = (prob.note,) if prob.note else ()
-    return GradReport(fname, tuple(rows), notes + tuple(ctx.notes))
+    return rows
 
 
 @dataclasses.dataclass
@@ -443,6 +493,7 @@ class _Context:
     _grads_ref: dict[int, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
     analytic: Callable[..., Any] | None = None
     multi: bool = False
+    gscale: float = 0.0
     _an_ref: Any = None
 
     def analytic_ref(self, leaf: _Leaf) -> jax.Array:
@@ -500,10 +551,29 @@ def _exhaustive_rows(
     ref_dt = x_ref.dtype
 
     def numeric(m: str) -> tuple[np.ndarray, np.ndarray]:
-        fn = jax.jit(lambda ra, v: N.exhaustive(prob.s(ra, leaf, v), _get(ra, leaf), m))
+        fn = jax.jit(
+            lambda ra, v, idx, hs: N.exhaustive(
+                prob.s(ra, leaf, v), _get(ra, leaf), m, idx, hs
+            )
+        )
         vv = None if v_ref is None else [c.astype(ref_dt) for c in v_ref]
-        r, sig = fn(prob.ref_args, vv)
-        return np.asarray(r, np.float64), np.asarray(sig, np.float64)
+        idx = jnp.arange(leaf.size)
+        r, sig = (np.array(a, np.float64) for a in fn(prob.ref_args, vv, idx, 1.0))
+        if m != "central":
+            return r, sig
+        for hs in N.REFINE[1:]:  # step refinement where the estimate is unresolved
+            bad = np.nonzero(np.any(sig > N.RESOLVED * np.abs(r), axis=1))[0]
+            if not bad.size:
+                break
+            r2, s2 = (
+                np.array(a, np.float64)
+                for a in fn(prob.ref_args, vv, jnp.asarray(bad), hs)
+            )
+            rel2 = np.max(s2 / np.maximum(np.abs(r2), 1e-300), axis=1)
+            rel1 = np.max(sig[bad] / np.maximum(np.abs(r[bad]), 1e-300), axis=1)
+            better = rel2 < rel1
+            r[bad[better]], sig[bad[better]] = r2[better], s2[better]
+        return r, sig
 
     used = method
     if method in ("auto", "complex"):
@@ -571,7 +641,7 @@ def _exhaustive_rows(
     for who, a in tested.items():
         # An element's rounding scales with the terms that sum to it, which can be
         # as large as the leaf's largest element (cancellation): |a_i| + max|a|.
-        mag = np.abs(a) + np.max(np.abs(a), initial=0.0)
+        mag = np.abs(a) + max(np.max(np.abs(a), initial=0.0), ctx.gscale)
         floor = ROUNDING * _eps(ref_dt) * mag
         floor = floor + (np.abs(a - wide[who]) if narrow else ROUNDING * eps_t * mag)
         tau = SAFETY * (sig + floor)
@@ -587,11 +657,14 @@ def _exhaustive_rows(
                 mode="exhaustive",
                 detectable=_exhaustive_detectable(r, a, tau),
                 method=label,
+                unresolved=_to_shape(sig > N.UNRESOLVED * np.abs(r), leaf, jac),
             )
         )
     if "fwd" in ctx.modes:
         a, b = tested["jax.grad"], tested["jvp"]
-        mag = np.abs(a) + np.abs(b) + 2 * np.max(np.abs(a), initial=0.0)
+        mag = (
+            np.abs(a) + np.abs(b) + 2 * max(np.max(np.abs(a), initial=0.0), ctx.gscale)
+        )
         tau = SAFETY * ROUNDING * eps_t * mag
         if narrow:
             tau = tau + SAFETY * (
@@ -654,7 +727,7 @@ def _make_probe(ctx: _Context, leaf: _Leaf, numeric: str) -> Callable[..., Any]:
     prob = ctx.prob
     fwd = "fwd" in ctx.modes
 
-    def probe(args, ref_args, key, v, v_ref, tested, tested_ref):
+    def probe(args, ref_args, key, v, v_ref, tested, tested_ref, hs):
         x = _get(args, leaf)
         x_ref = _get(ref_args, leaf)
         wide = x_ref.dtype
@@ -665,6 +738,7 @@ def _make_probe(ctx: _Context, leaf: _Leaf, numeric: str) -> Callable[..., Any]:
             "S": [jnp.sum(jnp.abs(t.astype(wide) * u_ref)) for t in tested],
             "norm": [jnp.linalg.norm(t.astype(wide)) for t in tested],
             "a_ref": [jnp.sum(t * u_ref) for t in tested_ref],
+            "U1": jnp.sum(jnp.abs(u_ref)),
         }
         s_ref = prob.s(ref_args, leaf, v_ref)
         g = N.line(s_ref, x_ref, u_ref)
@@ -672,7 +746,7 @@ def _make_probe(ctx: _Context, leaf: _Leaf, numeric: str) -> Callable[..., Any]:
             r = N.complex_step(g, step(wide, "complex"))
             out["r"], out["sigma"] = r[0], jnp.zeros((), wide)
         else:
-            r, sig = N.central(g, N.leaf_step(x_ref, "central"))
+            r, sig = N.central(g, N.leaf_step(x_ref, "central") * hs)
             out["r"], out["sigma"] = r[0], sig[0]
         if fwd:
             _, ju = jax.jvp(lambda val: prob.f(*_with(args, leaf, val)), (x,), (u,))
@@ -710,20 +784,29 @@ def _directional_rows(
             tested_ref = [ctx.tested_ref(leaf, k)]
             if g_an is not None:
                 tested_ref.append(ctx.analytic_ref(leaf))
-        out = probes[numeric](
-            prob.args,
-            prob.ref_args,
-            _direction_key(ctx, leaf, k),
-            v,
-            [c.astype(ref_dt) for c in v],
-            tested,
-            tested_ref,
-        )
-        return jax.tree.map(float, jax.device_get(out))
+        best = None
+        for hs in N.REFINE if numeric == "central" else (1.0,):
+            out = probes[numeric](
+                prob.args,
+                prob.ref_args,
+                _direction_key(ctx, leaf, k),
+                v,
+                [c.astype(ref_dt) for c in v],
+                tested,
+                tested_ref,
+                jnp.asarray(hs, ref_dt),
+            )
+            out = jax.tree.map(float, jax.device_get(out))
+            rel = out["sigma"] / max(abs(out["r"]), 1e-300)
+            if best is None or rel < best[0]:
+                best = (rel, out)
+            if not rel > N.RESOLVED:  # resolved (or the complex step): done
+                break
+        return best[1]
 
     def tau_of(o: dict[str, Any], i: int, numeric: str, a: str = "a") -> float:
         """The probe's tolerance: the reference's noise plus the tested rounding."""
-        s = o["S"][i] if a == "a" else o["Sb"]
+        s = (o["S"][i] if a == "a" else o["Sb"]) + ctx.gscale * o["U1"]
         noise = o["sigma"] + ROUNDING * eps_r * s
         if not narrow:
             noise += ROUNDING * eps_t * s
@@ -756,12 +839,19 @@ def _directional_rows(
         tau_rel, max(target, 1e-300), ctx.miss, ctx.max_directions
     )
     outs = [pilot] + [run(k, used) for k in range(1, count)]
+    # Directions noisier than the pilot: add more until the power is reached.
+    while len(outs) < ctx.max_directions:
+        taus = [tau_of(o, 0, used) / max(o["norm"][0], 1e-300) for o in outs]
+        if detectable_at(taus, miss=ctx.miss) <= target:
+            break
+        outs.append(run(len(outs), used))
     who = ["jax.grad"] + (["analytic"] if g_an is not None else [])
     label = f"{used}@float64" if narrow else used
     dt = str(jnp.dtype(leaf.dtype))
     rows = []
     r = np.array([o["r"] for o in outs])
     norms = np.array([o["norm"][0] for o in outs])
+    unresolved = np.array([o["sigma"] for o in outs]) > N.UNRESOLVED * np.abs(r)
     for i, w in enumerate(who):
         a = np.array([o["a"][i] for o in outs])
         tau = np.array([tau_of(o, i, used) for o in outs])
@@ -769,10 +859,11 @@ def _directional_rows(
             leaf.path, f"{w} vs {used}", leaf.shape, dt, a, r, tau,
             mode="directional",
             detectable=_directional_detectable(a, r, tau, norms, ctx.miss),
-            method=label,
+            method=label, unresolved=unresolved,
         )  # fmt: skip
         if row.verdict == "FAIL" and ctx.locate:
-            k = int(np.argmax(np.abs(a - r) / tau))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                k = int(np.nanargmax(np.abs(a - r) / tau))
             index, evals = _locate(ctx, leaf, used, k, i, g_an)
             row = dataclasses.replace(row, worst_index=index)
             ctx.notes.append(
@@ -789,7 +880,7 @@ def _directional_rows(
                 leaf.path, f"jvp vs {used}", leaf.shape, dt, b, r, tau_b,
                 mode="directional",
                 detectable=_directional_detectable(b, r, tau_b, norms, ctx.miss),
-                method=label,
+                method=label, unresolved=unresolved,
             )
         )  # fmt: skip
         a = np.array([o["a"][0] for o in outs])
@@ -803,7 +894,13 @@ def _directional_rows(
             )  # fmt: skip
         else:
             tau_t = np.array(
-                [SAFETY * ROUNDING * eps_t * (o["S"][0] + o["Sb"]) for o in outs]
+                [
+                    SAFETY
+                    * ROUNDING
+                    * eps_t
+                    * (o["S"][0] + o["Sb"] + 2 * ctx.gscale * o["U1"])
+                    for o in outs
+                ]
             )
         rows.append(
             noise_row(
@@ -843,7 +940,7 @@ def _directional_detectable(
         return 0.0  # zero within the noise on both sides
     if norm == 0.0:
         return math.inf
-    return detectable_at(t / norm, len(a), miss)
+    return detectable_at(np.asarray(tau) / norm, miss=miss)
 
 
 # ------------------------------------------------------------------ localisation

@@ -76,7 +76,7 @@ def central(
 def complex_step(g: Callable[[jax.Array], jax.Array], h: float) -> jax.Array:
     """``Im g(i h) / h``, where ``g(it)`` evaluates the function at ``x + i t u``."""
     with jax.numpy_dtype_promotion("standard"):
-        return jnp.imag(g(1j * h)) / h
+        return jnp.imag(g(jnp.asarray(1j * h))) / h
 
 
 def complex_dtype(dtype: Any) -> Any:
@@ -109,10 +109,15 @@ def leaf_step(x: jax.Array, method: str) -> jax.Array:
 
 
 def exhaustive(
-    s: Callable[[jax.Array], jax.Array], x: jax.Array, method: str
+    s: Callable[[jax.Array], jax.Array],
+    x: jax.Array,
+    method: str,
+    indices: jax.Array | None = None,
+    hscale: float = 1.0,
 ) -> tuple[jax.Array, jax.Array]:
-    """The derivative of ``s`` along every element of ``x``: ``(r, sigma)``, each of
-    shape ``(x.size,) + s(x).shape``; ``sigma`` is zero for the complex step.
+    """The derivative of ``s`` along every element of ``x`` (or those in ``indices``):
+    ``(r, sigma)``, each of shape ``(len(indices),) + s(x).shape``; ``sigma`` is zero
+    for the complex step. ``hscale`` shrinks the central step (step refinement).
 
     Elements are probed in batches (``jax.lax.map``) sized so that at most
     :data:`EXHAUSTIVE_BYTES` of perturbed copies of ``x`` exist at once; each copy is
@@ -127,7 +132,7 @@ def exhaustive(
 
     def one(i: jax.Array) -> tuple[jax.Array, jax.Array]:
         if method == "central":
-            h = (base * jnp.maximum(1.0, jnp.abs(flat[i]))).astype(x.dtype)
+            h = (hscale * base * jnp.maximum(1.0, jnp.abs(flat[i]))).astype(x.dtype)
             return central(lambda t: s(flat.at[i].add(t).reshape(x.shape)), h)
         c = complex_dtype(x.dtype)
         with jax.numpy_dtype_promotion("standard"):
@@ -136,4 +141,13 @@ def exhaustive(
             )
         return r, jnp.zeros_like(r)
 
-    return jax.lax.map(one, jnp.arange(n), batch_size=batch)
+    idx = jnp.arange(n) if indices is None else indices
+    return jax.lax.map(one, idx, batch_size=batch)
+
+
+#: A central estimate is resolved when its error estimate is below this fraction of
+#: its value; unresolved ones are retried with the step shrunk by REFINE (twice), and
+#: a probe that stays unresolved can say "noisy" but never "FAIL".
+RESOLVED = 1e-3
+REFINE = (1.0, 2.0**-4, 2.0**-8)
+UNRESOLVED = 0.1

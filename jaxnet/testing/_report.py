@@ -242,8 +242,14 @@ def noise_row(
     detectable: float,
     method: str,
     worst_index: tuple[int, ...] | None = None,
+    unresolved: np.ndarray | None = None,
 ) -> GradCheckRow:
-    """A row whose per-probe tolerances ``tau`` come from the measured noise."""
+    """A row whose per-probe tolerances ``tau`` come from the measured noise.
+
+    A probe in ``unresolved`` (its reference's error estimate is a sizeable fraction
+    of its value, even after step refinement) can make the row ``"noisy"`` but never
+    ``"FAIL"``: the reference cannot be trusted there.
+    """
     a, r, t = (np.asarray(v, np.float64).reshape(-1) for v in (actual, reference, tau))
     if a.size == 0:
         return GradCheckRow(
@@ -254,6 +260,12 @@ def noise_row(
     err = np.where(np.isnan(err), np.inf, err)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(err == 0, 0.0, err / t)
+    if unresolved is not None:
+        un = np.asarray(unresolved, bool).reshape(-1)
+        trusted = np.where(un, 0.0, ratio)
+        if np.any(un & ~(ratio <= 1.0)) and np.all(trusted <= 1.0):
+            detectable = math.inf  # only untrustworthy probes disagree: "noisy"
+        ratio = np.where(un & ~(ratio <= 1.0), 0.0, ratio)
     k = int(np.argmax(ratio))
     worst_ratio = float(ratio[k])
     verdict = verdict_of(worst_ratio, detectable)
