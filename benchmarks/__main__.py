@@ -18,7 +18,7 @@ Cases (``--case``, repeatable: a case name, a family, ``seed`` or ``all``):
   time on a 10M-parameter MLP and the tiny GPT, detection power, float32, localisation,
   exhaustive mode, the transpose identity, HVPs, the Taylor test), each measured figure
   beside its target, met or NOT met; see ``benchmarks/verify.py``. Not in ``--quick``
-  unless named (then smaller sizes, and no GPT).
+  unless named (then smaller sizes, bias-free MLPs and no GPT).
 * ``seed``: logistic regression, 2 features, 100 samples, 100 full-batch SGD epochs:
   a per-step jitted Python loop vs the fused ``lax.scan`` (``jaxnet.train_scan``) vs
   NumPy by hand (vs PyTorch eager where importable); see ``benchmarks/seed.py``.

@@ -38,8 +38,10 @@ the measured figure beside its target; nothing is tuned to pass. The targets:
 9. **Taylor test** (``jaxnet.testing.taylor_test``): order 2.00 +- 0.05 for a correct
    gradient, 1 +- 0.2 for one 1e-2 relatively wrong.
 
-``quick=True`` keeps every target and shrinks the sizes (the thresholds stay the
-full-size ones, so quick figures only show that the machinery runs).
+``quick=True`` (:data:`QUICK`) shrinks the sizes, drops the MLPs' biases and skips the
+tiny GPT (targets 2a and 2b: its 22 leaves cost a compile each, whatever the size);
+the thresholds stay the full-size ones, so quick figures only show that the
+machinery runs. ``TINY`` is the test suite's: the quick targets at the least cost.
 """
 
 from __future__ import annotations
@@ -87,8 +89,10 @@ class Config:
 
     Attributes:
       mlp_widths, mlp_batch: the MLP of targets 1 and 7.
-      mlp_bias: whether the MLPs (targets 1, 7 and 8) have biases (``TINY``: none,
-        half the leaves, half the compiles).
+      mlp_bias: whether the MLPs (targets 1, 7 and 8) have biases (``QUICK`` and
+        ``TINY``: none; half the leaves, half the compiles: the checker compiles a
+        probe per leaf, so its cost follows the number of leaves more than their
+        size).
       gpt: ``(width, depth, heads, seq)`` of the tiny GPT (targets 2 and 7), or
         ``None`` to skip it (its 22 leaves cost a compile each, whatever the size).
       gpt_batch: windows in the GPT's fixed batch.
@@ -128,6 +132,7 @@ class Config:
 FULL = Config()
 QUICK = Config(
     mlp_widths=(100, 200, 100),
+    mlp_bias=False,
     gpt=None,
     central_es=(1e-4, 1e-6, 1e-7),
     complex_es=(1e-6, 1e-10, 1e-11),
@@ -143,7 +148,6 @@ QUICK = Config(
 TINY = dataclasses.replace(
     QUICK,
     mlp_widths=(80, 100),
-    mlp_bias=False,
     central_es=(1e-6,),
     complex_es=(1e-10,),
     seeds=1,
@@ -223,6 +227,10 @@ def summarize(report: Any) -> dict[str, Any]:
         "transpose_max_rel": worst_t.max_rel if worst_t else None,
         "transpose_worst": _row_text(worst_t) if worst_t else None,
         "transpose_verdicts": sorted({r.verdict for r in transpose}),
+        "transpose_top": [
+            [_row_text(r), r.max_rel, r.verdict, r.detectable]
+            for r in sorted(transpose, key=lambda r: -r.max_rel)[:3]
+        ],
         "notes": list(report.notes),
     }
 
@@ -997,10 +1005,21 @@ def _t_transpose(r: dict[str, Any]) -> list[dict[str, Any]]:
     ]
     worst = max(cands, default=(math.inf, "no jvp vs jax.grad rows"))
     where = " + ".join(c[1].split(":")[0] for c in cands)
+    top = sorted(
+        (
+            (rel, f"{src}: {txt}", verdict)
+            for src, s in (("MLP", r["mlp"]["warm"]), ("GPT", r["gpt"]))
+            if s is not None
+            for txt, rel, verdict, _ in s.get("transpose_top", [])
+        ),
+        key=lambda t: -t[0],
+    )
+    verdict = f" (row verdict {top[0][2]})" if top else ""
+    runner = f"; next {top[1][0]:.1e} at {top[1][1]}" if len(top) > 1 else ""
     return [
         _target(
             "7", f"transpose identity (jvp vs jax.grad), {where}", worst[0], "max rel",
-            f"{worst[0]:.1e} at {worst[1]}",
+            f"{worst[0]:.1e} at {worst[1]}{verdict}{runner}",
             f"<= {T_TRANSPOSE:g}", worst[0] <= T_TRANSPOSE,
         )
     ]  # fmt: skip
@@ -1017,6 +1036,11 @@ def _t_hvp(r: dict[str, Any]) -> list[dict[str, Any]]:
         len(s["good"].get("hvp_fail", [])) + len(s["good"].get("first_order_fail", []))
         for s in seeds
     )
+    alarm_seeds = [
+        s["seed"]
+        for s in seeds
+        if s["good"].get("hvp_fail") or s["good"].get("first_order_fail")
+    ]
     errs = sorted(
         {s[k]["error"] for s in seeds for k in ("bad", "good") if "error" in s[k]}
     )
@@ -1033,7 +1057,9 @@ def _t_hvp(r: dict[str, Any]) -> list[dict[str, Any]]:
             100 * caught / max(1, n), "% of seeds",
             f"{caught}/{n} seeds FAIL an hvp row; hvp detectable <= {max(dets):.1e}; "
             f"first-order FAIL on it: {first_bad}/{n}; FAIL on the correct sum(sin): "
-            f"{good_fail}" + (f"; errors: {'; '.join(errs)}" if errs else ""),
+            f"{good_fail}"
+            + (f" rows (seeds {alarm_seeds})" if alarm_seeds else "")
+            + (f"; errors: {'; '.join(errs)}" if errs else ""),
             f"100% (detectable <= {T_HVP_ERROR:g}, miss 1e-6)",
             caught == n and max(dets) <= T_HVP_ERROR and not errs and good_fail == 0,
         ),

@@ -283,7 +283,12 @@ def check_bce_gradient(
     """(b) The textbook gradient against ``jax.grad`` of the mean binary cross-entropy."""
     f = _objective(model, losses.binary_cross_entropy, x, y)
     f.__name__ = "mean binary_cross_entropy(sigmoid(x w + b), y)"
-    return check_grads(f, params, analytic=lambda p: textbook_gradient(model, p, x, y))
+    return check_grads(
+        f,
+        params,
+        analytic=lambda p: textbook_gradient(model, p, x, y),
+        method="central",
+    )
 
 
 def check_half_se_gradient(
@@ -293,7 +298,9 @@ def check_half_se_gradient(
     f = _objective(model, losses.half_squared_error, x, y)
     f.__name__ = "mean 1/2 (sigmoid(x w + b) - y)^2"
     formula = corrected_half_se_gradient if corrected else textbook_gradient
-    return check_grads(f, params, analytic=lambda p: formula(model, p, x, y))
+    return check_grads(
+        f, params, analytic=lambda p: formula(model, p, x, y), method="central"
+    )
 
 
 # ------------------------------------------------------------------ the Keras trap
