@@ -44,7 +44,7 @@ def test_all_is_unique_and_namespace_documented(namespace):
 def test_public_name_resolves_and_is_documented(namespace, name):
     obj = getattr(NAMESPACES[namespace], name)
     if name in NO_DOCSTRING:
-        assert isinstance(obj, (dict, tuple)) and obj, f"{name} is not plain data"
+        assert isinstance(obj, (dict, tuple, int, float)) and obj, f"{name} is not plain data"
         return
     doc = obj.__doc__
     assert doc and doc.strip(), f"{namespace}.{name} has no docstring"
@@ -157,7 +157,7 @@ def test_cli_check_dense(runs):
     header = next(l for l in lines if l.startswith("kind"))
     assert _columns(header) == [
         "kind", "case", "leaf", "shape", "method", "ad~analytic", "ad~numeric",
-        "analytic~numeric",
+        "analytic~numeric", "detects",
     ]  # fmt: skip
     rows = [_columns(l) for l in lines if l.startswith("layer ")]
     # Dense: params/b, params/w, x; Dense(use_bias=False): params/w, x.
@@ -173,6 +173,7 @@ def test_cli_check_dense(runs):
         # The three max-rel columns are real numbers within float64's tolerance.
         tol = tolerance("float64", "complex")
         assert all(float(v) <= tol.rtol for v in r[5:8])
+        assert float(r[8]) <= tol.rtol  # the smallest error this leaf's check catches
     assert "2 layers and losses, 5 leaves: all agree" in out
     records = json.loads((tmp / "dense.json").read_text())
     assert len(records) == 5 * 3 and all(r["ok"] for r in records)
