@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._check import _is_float, check_grads
+from ._check import _is_float, _replace, check_grads
 from ._report import GradCheckRow, GradReport, compare, noise_row, path_str
 from ._tolerances import ROUNDING, SAFETY, tolerance
 
@@ -177,10 +177,7 @@ def check_vjp(
     notes: list[str] = []
 
     def at(*diff: Any) -> Any:
-        full = list(args)
-        for i, d in zip(nums, diff):
-            full[i] = d
-        return f(*full)
+        return f(*_replace(args, nums, diff))
 
     primals = tuple(args[i] for i in nums)
     out, pullback = jax.vjp(at, *primals)
@@ -248,10 +245,7 @@ def check_jvp(
     notes: list[str] = []
 
     def at(*diff: Any) -> Any:
-        full = list(args)
-        for i, d in zip(nums, diff):
-            full[i] = d
-        return f(*full)
+        return f(*_replace(args, nums, diff))
 
     primals = tuple(args[i] for i in nums)
     t1, t2 = _random_like(primals, rng), _random_like(primals, rng)
