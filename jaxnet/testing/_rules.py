@@ -168,7 +168,7 @@ def check_vjp(
       >>> report = jaxnet.testing.check_vjp(square, jnp.array([0.5, -1.0, 2.0]),
       ...                                   reference=lambda x: x * x)
       >>> report.ok, [r.check for r in report.failures()]
-      (False, ['jax.grad vs central'])
+      (False, ['jax.grad vs complex'])
     """
     fname = name or getattr(f, "__name__", "f")
     nums = _nums(argnums, args)
