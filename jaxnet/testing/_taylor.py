@@ -90,14 +90,14 @@ def taylor_test(
       A :class:`TaylorResult`; ``result.order``, ``result.ok``, ``print(result)``.
 
     Examples:
-      >>> import jax.numpy as jnp, jaxnet
-      >>> res = jaxnet.testing.taylor_test(lambda x: jnp.sum(jnp.sin(x)),
-      ...                                  jnp.array([0.3, -1.2, 2.0]))
+      >>> import jax, jax.numpy as jnp, jaxnet
+      >>> with jax.enable_x64(True):  # float64: a wide window above rounding
+      ...     x = jnp.array([0.3, -1.2, 2.0], jnp.float64)
+      ...     res = jaxnet.testing.taylor_test(lambda x: jnp.sum(jnp.sin(x)), x)
+      ...     bad = jaxnet.testing.taylor_test(lambda x: jnp.sum(jnp.sin(x)), x,
+      ...                                      grad=1.01 * jnp.cos(x))
       >>> res.ok, round(res.order, 1)
       (True, 2.0)
-      >>> bad = jaxnet.testing.taylor_test(lambda x: jnp.sum(jnp.sin(x)),
-      ...                                  jnp.array([0.3, -1.2, 2.0]),
-      ...                                  grad=1.01 * jnp.cos(jnp.array([0.3, -1.2, 2.0])))
       >>> bad.ok, round(bad.order, 1)
       (False, 1.0)
     """
