@@ -16,10 +16,20 @@ def _fmt(x: float) -> str:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    """Verify every built-in layer and loss three ways; print the table; 0 iff all agree."""
+    """Verify every built-in layer and loss three ways; print the table; 0 iff all agree.
+
+    The precision is entered for this call only (``jax.enable_x64``), so running the
+    command in-process (``jaxnet._cli.main(["check"])``) leaves the caller's settings
+    as they were.
+    """
     import jax
 
-    jax.config.update("jax_enable_x64", args.dtype == "float64")
+    with jax.enable_x64(args.dtype == "float64"):
+        return _run_check(args)
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    import jax
     import jax.numpy as jnp
 
     from . import __version__

@@ -539,6 +539,26 @@ def test_jaxnet_check_runs_a_user_module(tmp_path, capsys):
         main(["check", "--module", "no_such_module_here", "--no-builtin"])
 
 
+def test_jaxnet_check_in_process_leaves_the_callers_precision_alone():
+    """``main(["check"])`` once switched float64 on for the whole process (a global
+    ``jax.config.update``), and every later float32 doctest in that worker printed
+    float64. Run in a fresh interpreter: the suite's fixture holds x64 on here."""
+    import subprocess
+    import sys
+
+    code = (
+        "import jax.numpy as jnp\n"
+        "from jaxnet._cli import main\n"
+        "assert main(['check', '--only', 'Dense']) == 0\n"
+        "print(jnp.ones(1).dtype)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "float32"
+
+
 def test_analytic_rows_keep_the_table_tolerance():
     w = jax.random.normal(jax.random.key(0), (8,), F32)
     report = check_grads(
