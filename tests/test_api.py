@@ -44,7 +44,9 @@ def test_all_is_unique_and_namespace_documented(namespace):
 def test_public_name_resolves_and_is_documented(namespace, name):
     obj = getattr(NAMESPACES[namespace], name)
     if name in NO_DOCSTRING:
-        assert isinstance(obj, (dict, tuple, int, float)) and obj, f"{name} is not plain data"
+        assert isinstance(obj, (dict, tuple, int, float)) and obj, (
+            f"{name} is not plain data"
+        )
         return
     doc = obj.__doc__
     assert doc and doc.strip(), f"{namespace}.{name} has no docstring"
