@@ -25,6 +25,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._tolerances import step
 
@@ -37,19 +38,20 @@ def _finite(v: jax.Array) -> jax.Array:
 
 
 def central(
-    g: Callable[[jax.Array], jax.Array], h: jax.Array
+    g: Callable[[jax.Array], jax.Array], h: jax.Array, g0: jax.Array | None = None
 ) -> tuple[jax.Array, jax.Array]:
     """Richardson-extrapolated central difference of ``g(t)`` at ``t = 0``.
 
     ``g(t)`` is the probed function along a line, e.g. ``s(x + t u)``. Falls back to
     one-sided differences when one side is not finite (a domain edge such as ``log``
-    near 0). Returns ``(r, sigma)`` shaped like ``g(0)``; both are nan when neither
-    side is finite.
+    near 0). ``g0``: ``g(0)`` when the caller has it (exhaustive mode: the same for
+    every element). Returns ``(r, sigma)`` shaped like ``g(0)``; both are nan when
+    neither side is finite.
     """
     eps = jnp.finfo(h.dtype).eps
     ts = jnp.stack([h, -h, h / 2, -h / 2])
     gs = jax.vmap(g)(ts)
-    g0 = g(jnp.zeros_like(h))
+    g0 = g(jnp.zeros_like(h)) if g0 is None else g0
     gp, gm, gp2, gm2 = gs[0], gs[1], gs[2], gs[3]
     d1 = (gp - gm) / (2 * h)
     d2 = (gp2 - gm2) / h
@@ -99,6 +101,15 @@ def line(
     return g
 
 
+def host_step(x: jax.Array) -> jax.Array:
+    """:func:`leaf_step` for central differences, computed with numpy on the host
+    (no compile per leaf shape); a scalar of ``x``'s dtype."""
+    h = step(x.dtype, "central")
+    a = np.asarray(x, np.float64)
+    rms = float(np.sqrt(np.mean(np.square(a)))) if a.size else 0.0
+    return jnp.asarray(h * max(1.0, rms), x.dtype)
+
+
 def leaf_step(x: jax.Array, method: str) -> jax.Array:
     """The step along a unit-variance direction: ``h max(1, rms(x))`` (central)."""
     h = step(x.dtype, method)
@@ -129,11 +140,12 @@ def exhaustive(
     itemsize = jnp.dtype(x.dtype).itemsize
     batch = int(max(1, min(256, EXHAUSTIVE_BYTES // max(1, per * n * itemsize))))
     base = step(x.dtype, method)
+    g0 = s(x) if method == "central" else None
 
     def one(i: jax.Array) -> tuple[jax.Array, jax.Array]:
         if method == "central":
             h = (hscale * base * jnp.maximum(1.0, jnp.abs(flat[i]))).astype(x.dtype)
-            return central(lambda t: s(flat.at[i].add(t).reshape(x.shape)), h)
+            return central(lambda t: s(flat.at[i].add(t).reshape(x.shape)), h, g0)
         c = complex_dtype(x.dtype)
         with jax.numpy_dtype_promotion("standard"):
             r = complex_step(

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _probes as P
 from ._check import _is_float, _Problem, _require_finite
 
 #: Steps are ``h0 2^-j`` for ``j = 0 .. LADDER - 1``.
@@ -125,9 +126,7 @@ def taylor_test(
         full = list(base)
         for i, xi, ui in zip(nums, xs, us):
             full[i] = jax.tree.map(lambda a, b: a + h.astype(a.dtype) * b, xi, ui)
-        return prob.contract(prob.f(*full), [c.astype(jnp.result_type(h)) for c in v])[
-            0
-        ]
+        return P.contract(prob.f(*full), [c.astype(jnp.result_type(h)) for c in v])[0]
 
     xs_w = tuple(base[i] for i in nums)
     us_w = jax.tree.map(lambda b, d: jnp.asarray(b, d), u, wide)
@@ -137,7 +136,7 @@ def taylor_test(
             full = list(args)
             for i, xi in zip(nums, xs):
                 full[i] = xi
-            return prob.contract(prob.f(*full), v)[0]
+            return P.contract(prob.f(*full), v)[0]
 
         g = jax.grad(s, argnums=tuple(range(len(nums))))(*x)
     else:
