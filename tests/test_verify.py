@@ -568,3 +568,48 @@ def test_analytic_rows_keep_the_table_tolerance():
     t = tolerance(F32, "analytic")
     assert (row.rtol, row.atol, row.detectable) == (t.rtol, t.atol, t.rtol)
     assert np.isfinite(row.max_rel)
+
+
+@pytest.mark.parametrize("mode", ["exhaustive", "directional"])
+def test_auto_falls_back_to_central_where_the_complex_step_is_wrong(mode):
+    """``abs`` breaks the complex step (|x + ih| has no imaginary part): the complex
+    reference disagrees with jax.grad, central differences side with jax.grad, and
+    auto reports central, with no false alarm; a real error is still caught."""
+    x = jnp.linspace(-1.5, 2.0, 40, dtype=F64).reshape(5, 8)
+
+    def f(x):
+        return jnp.sum(jnp.abs(x) * x)
+
+    good = check_grads(f, x, mode=mode)
+    assert good.ok, good
+    assert {r.check for r in good.rows} == {"jax.grad vs central"}
+    bad = check_grads(f, x, mode=mode, analytic=lambda x: 2 * jnp.abs(x) * 1.01)
+    assert not bad.ok and "analytic vs central" in {r.check for r in bad.failures()}
+
+
+def test_a_second_check_of_the_same_function_compiles_nothing():
+    """Probes are cached per function (weakly): the second call of check_grads on
+    the same f and shapes compiles nothing, and the cache does not keep f alive."""
+    import gc
+    import weakref
+
+    params, x, c = _point()
+    f = _loss(_scaled(), x, c)
+    check_grads(f, params)
+    compiles = []
+
+    def listener(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        report = check_grads(f, params)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert report.ok, report
+    assert compiles == []
+    ref = weakref.ref(f)
+    del f
+    gc.collect()
+    assert ref() is None
