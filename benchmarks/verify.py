@@ -214,7 +214,12 @@ def _row_text(r: Any) -> str:
 def summarize(report: Any) -> dict[str, Any]:
     """A report as plain data: verdicts, directions per leaf, transpose rows."""
     first = [r for r in report.rows if r.check.startswith("jax.grad vs ")]
-    transpose = [r for r in report.rows if r.check == "jvp vs jax.grad"]
+    # A leaf whose gradient is zero within rounding (detectable 0: the key bias of
+    # attention, zero by softmax shift invariance) has no relative error to speak
+    # of: it is reported by its absolute discrepancy instead.
+    t_all = [r for r in report.rows if r.check == "jvp vs jax.grad"]
+    transpose = [r for r in t_all if r.detectable != 0.0]
+    zero = [r for r in t_all if r.detectable == 0.0]
     worst_t = max(transpose, key=lambda r: r.max_rel, default=None)
     return {
         "ok": bool(report.ok),
@@ -227,7 +232,9 @@ def summarize(report: Any) -> dict[str, Any]:
         "methods": sorted({r.method for r in report.rows}),
         "transpose_max_rel": worst_t.max_rel if worst_t else None,
         "transpose_worst": _row_text(worst_t) if worst_t else None,
-        "transpose_verdicts": sorted({r.verdict for r in transpose}),
+        "transpose_verdicts": sorted({r.verdict for r in t_all}),
+        "transpose_zero_leaves": [r.path for r in zero],
+        "transpose_zero_max_abs": max((r.max_abs for r in zero), default=None),
         "transpose_top": [
             [_row_text(r), r.max_rel, r.verdict, r.detectable]
             for r in sorted(transpose, key=lambda r: -r.max_rel)[:3]
@@ -1022,6 +1029,18 @@ def _t_transpose(r: dict[str, Any]) -> list[dict[str, Any]]:
     )
     verdict = f" (row verdict {top[0][2]})" if top else ""
     runner = f"; next {top[1][0]:.1e} at {top[1][1]}" if len(top) > 1 else ""
+    zeros = [
+        (len(s.get("transpose_zero_leaves", [])), s.get("transpose_zero_max_abs"))
+        for s in (r["mlp"]["warm"], r["gpt"])
+        if s is not None
+    ]
+    n_zero = sum(z[0] for z in zeros)
+    if n_zero:
+        worst_abs = max(z[1] for z in zeros if z[1] is not None)
+        runner += (
+            f"; {n_zero} leaves with a zero gradient (rel. undefined) excluded, "
+            f"their max abs {worst_abs:.1e}"
+        )
     return [
         _target(
             "7", f"transpose identity (jvp vs jax.grad), {where}", worst[0], "max rel",
