@@ -67,6 +67,7 @@ import json
 import math
 import os
 import pathlib
+import stat
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -492,6 +493,23 @@ def _describe_start(data: bytes) -> str:
 def _read(path: str | os.PathLike, fn: str) -> bytes:
     p = os.fspath(path)
     try:
+        mode = os.stat(p).st_mode
+    except FileNotFoundError:
+        mode = None  # named below
+    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        # Before opening: a FIFO would block open(), /dev/zero would never end.
+        kind = (
+            "a FIFO" if stat.S_ISFIFO(mode)
+            else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode)
+            else "not a regular file"
+        )  # fmt: skip
+        raise CheckpointError(
+            f"{fn}('{p}'): this is {kind}, not a checkpoint file; only regular files "
+            "are read. Pass the path of a file written by jaxnet.save."
+        )
+    try:
         with open(p, "rb") as f:
             return f.read()
     except FileNotFoundError:
@@ -532,6 +550,7 @@ def _check_leaves(header: dict, fn: str, p: str) -> list[dict]:
     leaves = header.get("leaves")
     if not isinstance(leaves, list):
         raise _corrupt(fn, p, "'leaves' is not a list")
+    cursor = 0  # where the next leaf must start: leaves tile the payload, in order
     for i, rec in enumerate(leaves):
         if not isinstance(rec, dict):
             raise _corrupt(fn, p, f"leaf {i} is not an object")
@@ -567,6 +586,19 @@ def _check_leaves(header: dict, fn: str, p: str) -> list[dict]:
                 f"{path} claims bytes [{off}, {off}+{nbytes}) of a {payload}-byte "
                 f"payload, for {expected} bytes of data",
             )
+        if off != cursor:  # an overlap would load the same bytes many times over
+            raise _corrupt(
+                fn,
+                p,
+                f"{path} starts at payload byte {off}, but the previous leaf ends at "
+                f"{cursor}: leaves must tile the payload in order (no "
+                f"{'overlap' if off < cursor else 'gap'})",
+            )
+        cursor = off + nbytes + _pad(nbytes)
+    if cursor != payload:
+        raise _corrupt(
+            fn, p, f"the leaves cover {cursor} of the {payload} payload bytes"
+        )
     return leaves
 
 

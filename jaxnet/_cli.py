@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 import time
@@ -53,7 +54,17 @@ def _run_check(args: argparse.Namespace) -> int:
     if not args.no_builtin and (not args.only or args.only in "l2_penalty"):
         jobs.append(("loss", None))
     if not jobs:
-        raise SystemExit("jaxnet check: no case selected (see --only, --module).")
+        names = [c.id for c in builtin + user] + (
+            [] if args.no_builtin else ["l2_penalty"]
+        )
+        close = difflib.get_close_matches(args.only or "", names, n=5, cutoff=0.4)
+        hint = f" Close names: {', '.join(close)}." if close else ""
+        raise SystemExit(
+            f"jaxnet check: no case matches --only {args.only!r} among {len(names)} "
+            f"cases.{hint} (--only selects the cases whose name contains it.)"
+            if args.only
+            else "jaxnet check: no case selected (see --only, --module)."
+        )
 
     print(
         f"jaxnet {__version__} gradient check: jax.grad vs hand-written (jaxnet.analytic) "

@@ -16,6 +16,7 @@ arguments replays the same programs on the same data and ends bit-identical.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import sys
 import time
@@ -179,34 +180,72 @@ def _progress_stream(progress: bool | None, stream: TextIO | None) -> TextIO | N
 # -------------------------------------------------------------------- checks
 
 
-def _check_labels(model: Layer, params: Params, x: Any, y: Any, state: Any) -> None:
-    """Integer labels must lie in ``[0, num_outputs)``: checked once, on the host."""
-    if not (hasattr(y, "dtype") and jnp.issubdtype(y.dtype, jnp.integer)):
-        return
+def _outputs(model: Layer, params: Params, x: Any, state: Any) -> int | None:
+    """The model's output size (last axis) at input ``x``, or ``None`` (no axis)."""
     first = jax.tree.map(lambda a: a[:1], x)
     kw = {"state": state} if model.stateful else {}
     out = jax.eval_shape(lambda p, xx: model.apply(p, xx, **kw), params, first)
     if model.stateful:
         out = out[0]
     if not hasattr(out, "shape") or not out.shape:
+        return None
+    return int(out.shape[-1])
+
+
+def _check_labels(
+    model: Layer,
+    params: Params,
+    x: Any,
+    y: Any,
+    state: Any,
+    where: str = "fit",
+    outputs: int | None = None,
+) -> None:
+    """Integer labels must lie in ``[0, num_outputs)``, checked on the host: once for
+    arrays, per batch for batches (``outputs`` given: no tracing per batch)."""
+    if not (hasattr(y, "dtype") and jnp.issubdtype(y.dtype, jnp.integer)):
         return
-    classes = max(int(out.shape[-1]), 2)
+    if outputs is None:
+        outputs = _outputs(model, params, x, state)
+        if outputs is None:
+            return
+    classes = max(outputs, 2)
     labels = np.asarray(y)
     if labels.size == 0:
         return
     lo, hi = int(labels.min()), int(labels.max())
     if lo < 0 or hi >= classes:
-        bad = int(
-            np.flatnonzero((labels.reshape(-1) < 0) | (labels.reshape(-1) >= classes))[
-                0
-            ]
-        )
+        flat = labels.reshape(-1)
+        bad = int(np.flatnonzero((flat < 0) | (flat >= classes))[0])
         raise ValueError(
-            f"fit: integer labels must lie in [0, {classes}) for a model with "
-            f"{out.shape[-1]} output(s); got values in [{lo}, {hi}] (first bad one at "
-            f"flat index {bad}: {labels.reshape(-1)[bad]}). Check the label encoding or "
+            f"{where}: integer labels must lie in [0, {classes}) for a model with "
+            f"{outputs} output(s); got values in [{lo}, {hi}] (first bad one at "
+            f"flat index {bad}: {flat[bad]}). Check the label encoding or "
             "the model's output size."
         )
+
+
+def _check_finite_data(where: str, tree: Any) -> None:
+    """Floating inputs and targets must be finite (a nan would give ``nan`` metrics
+    silently)."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        a = np.asarray(leaf)
+        if np.issubdtype(a.dtype, np.inexact) and not np.all(np.isfinite(a)):
+            idx = np.unravel_index(int(np.argmax(~np.isfinite(a))), a.shape)
+            name = jax.tree_util.keystr(path)
+            raise ValueError(
+                f"{where}: {'x' if name.startswith('[0]') else 'y'}"
+                f"{name[3:]} holds a non-finite value ({a[idx]} at index "
+                f"{tuple(int(i) for i in idx)}); the validation metrics would be nan. "
+                "Clean or drop those examples."
+            )
+
+
+def _give_back(
+    source: Callable[[int], Iterable[Any]], epoch0: Iterable[Any]
+) -> Callable[[int], Iterable[Any]]:
+    """``source`` whose epoch 0 is the iterator the first batch was peeked from."""
+    return lambda epoch: epoch0 if epoch == 0 else source(epoch)
 
 
 def _check_checkpoint_path(path: str | os.PathLike[str] | None) -> str | None:
@@ -349,9 +388,14 @@ def fit(
         sample_x = x
     else:
         source = _epoch_source(data, epochs)
-        first = next(iter(source(0)), None)
+        # Peek at the first batch for the shapes, then give it back: epoch 0 runs
+        # on the same iterator, so a one-shot iterator loses nothing and a
+        # callable is called once for that epoch, not twice.
+        it0 = iter(source(0))
+        first = next(it0, None)
         if first is None:
             raise ShapeError("fit: the training data yield no batches.")
+        source = _give_back(source, itertools.chain([first], it0))
         sample_x, _ = _split_batch("fit", first)
         spe = None
     if params is None:
@@ -367,7 +411,8 @@ def fit(
     if validation_data is not None:
         vx, vy = _split_batch("fit (validation_data)", validation_data)
         _num_examples("fit (validation_data)", vx, vy)
-        _check_labels(model, params, vx, vy, state)
+        _check_labels(model, params, vx, vy, state, "fit (validation_data)")
+        _check_finite_data("fit (validation_data)", (vx, vy))
 
     step = make_train_step(
         model, loss, optimizer, metrics=metrics, policy=policy, gradients=gradients
@@ -408,6 +453,7 @@ def fit(
         ts_step = _as_state_step(jitted, stateful)
 
     compiled: dict[int, Any] = {}  # steps per call -> compiled program
+    n_out: int | None = None  # the model's output size, for the per-batch label check
     for epoch in range(start_epoch, epochs):
         if stopped:
             break
@@ -443,6 +489,12 @@ def fit(
                 progress_out.update(epoch + 1, b, spe, float(m["loss"][-1]), rate)
         else:
             for i, batch in enumerate(source(epoch)):
+                bx, by = _split_batch("fit", batch)
+                if n_out is None:
+                    n_out = _outputs(model, ts.params, bx, ts.state) or 0
+                if n_out:
+                    where = f"fit (batch {i + 1} of epoch {epoch + 1})"
+                    _check_labels(model, ts.params, bx, by, ts.state, where, n_out)
                 step0 = int(ts.step)
                 skey = jax.random.fold_in(step_key, step0)
                 ts, m = ts_step(ts, batch, skey)

@@ -248,9 +248,13 @@ def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike) -> Array:
     """Cross-entropy between ``softmax(logits)`` and one-hot or soft labels.
 
     ``-sum_c y_c log_softmax(z)_c`` over the last axis; shape ``logits.shape[:-1]``.
+    A class with ``y_c = 0`` contributes exactly 0, also where ``log_softmax(z)_c``
+    underflows to ``-inf`` (finite logits near the dtype's limit: ``0 * -inf`` would
+    be nan), as in the integer-label version.
     """
     z, y = _soft_labels("softmax_cross_entropy", logits, labels)
-    return -jnp.sum(y * jax.nn.log_softmax(z, axis=-1), axis=-1)
+    ls = jax.nn.log_softmax(z, axis=-1)
+    return -jnp.sum(y * jnp.where(y == 0, jnp.zeros_like(ls), ls), axis=-1)
 
 
 def softmax_cross_entropy_vjp(logits: Array, labels: Array, g: Array) -> Array:

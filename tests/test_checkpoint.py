@@ -687,6 +687,44 @@ def test_defensive_header_checks(ck, edit, expect):
     assert expect in str(e.value)
 
 
+def test_leaves_must_tile_the_payload(ck):
+    """256 leaves all at offset 0 once loaded as 256 copies of the same bytes (a 4 MiB
+    file as 1 GiB); an overlap or a gap is now a named error."""
+    save(ck, {f"w{i}": jnp.full((16,), i, jnp.float32) for i in range(8)})
+
+    def overlap(h):
+        for rec in h["leaves"]:
+            rec["offset"] = 0
+        return json.dumps(h).encode()
+
+    _rewrite(ck, overlap)
+    with pytest.raises(CheckpointError, match=r"starts at payload byte 0.*no overlap"):
+        load(ck)
+    save(ck, {"a": jnp.ones(16, jnp.float32), "b": jnp.ones(16, jnp.float32)})
+
+    def gap(h):
+        h["leaves"][1]["offset"] += 64
+        h["payload_nbytes"] += 64
+        return json.dumps(h).encode()
+
+    _rewrite(ck, gap)  # the payload itself is one leaf short of the gap: refused
+    with pytest.raises(CheckpointError, match="header is invalid"):
+        load(ck)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")
+def test_non_regular_files_are_refused_before_reading(tmp_path):
+    fifo = tmp_path / "pipe.jnc"
+    os.mkfifo(fifo)  # open() would block forever
+    with pytest.raises(CheckpointError, match="is a FIFO, not a checkpoint file"):
+        load(fifo)
+    if os.path.exists("/dev/zero"):  # read() would never end
+        with pytest.raises(CheckpointError, match="character device"):
+            load("/dev/zero")
+        with pytest.raises(CheckpointError, match="character device"):
+            inspect_checkpoint("/dev/zero")
+
+
 def test_unknown_key_impl_is_a_clear_error(ck):
     save(ck, {"k": jax.random.key(0)})
     _rewrite(

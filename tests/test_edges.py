@@ -340,6 +340,21 @@ def test_softmax_cross_entropy_at_extreme_logits(labels, mode, dtype):
     assert_close(by_hand, EXTREME_GRAD, dtype)
 
 
+@pytest.mark.parametrize(
+    "dtype,big", [(jnp.float16, 4e4), (F32, 2e38), (F64, 1e308)], ids=str
+)
+def test_one_hot_cross_entropy_at_the_dtype_limit_matches_integer_labels(dtype, big):
+    """log_softmax underflows to -inf for a class with probability 0; a one-hot zero
+    there once gave 0 * -inf = nan (the integer-label version gives 0)."""
+    z = jnp.asarray([[big, -big, 0.0]], dtype)
+    one_hot = jnp.asarray([[1.0, 0.0, 0.0]], dtype)
+    soft = losses.softmax_cross_entropy(z, one_hot)
+    ints = losses.softmax_cross_entropy_with_integer_labels(z, jnp.asarray([0]))
+    assert float(soft[0]) == float(ints[0]) == 0.0
+    g = jax.grad(lambda z: jnp.sum(losses.softmax_cross_entropy(z, one_hot)))(z)
+    assert np.array_equal(np.asarray(g, np.float64), np.zeros((1, 3)))
+
+
 def _extreme_args(loss, dtype):
     """Predictions of +-1e4 with fitting targets, for every built-in loss."""
     p = jnp.asarray([[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4]], dtype)

@@ -461,6 +461,41 @@ def test_fit_rejects_out_of_range_labels_before_training():
         )
 
 
+def test_fit_keeps_the_first_batch_of_a_one_shot_iterator():
+    """The peek at the first batch (for the shapes) once consumed it: 3 steps of 4."""
+    x, y = _data(n=64)
+    batches = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 64, 16)]
+    r = jaxnet.fit(
+        _mlp(), XENT, optax.sgd(0.1), (b for b in batches), key=jax.random.key(3)
+    )
+    listed = jaxnet.fit(_mlp(), XENT, optax.sgd(0.1), batches, key=jax.random.key(3))
+    assert r.step == 4
+    _assert_trees_close(r.params, listed.params)
+
+
+@pytest.mark.parametrize("bad", [5, -7])
+def test_fit_checks_labels_of_every_batch_of_a_list_or_callable(bad):
+    x, y = _data(n=64)
+    batches = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 64, 16)]
+    batches[2] = (batches[2][0], batches[2][1].at[3].set(bad))
+    match = r"fit \(batch 3 of epoch 1\): integer labels must lie in \[0, 3\)"
+    for data in (batches, lambda epoch: batches):
+        with pytest.raises(ValueError, match=match):
+            jaxnet.fit(_mlp(), XENT, optax.sgd(0.1), data, key=jax.random.key(3))
+
+
+def test_fit_refuses_non_finite_validation_data():
+    x, y = _data(n=64)
+    for vx, vy in ((x[:20].at[4, 1].set(jnp.inf), y[:20]),
+                   (x[:20].at[0, 0].set(jnp.nan), y[:20])):  # fmt: skip
+        with pytest.raises(
+            ValueError, match=r"validation_data\): x holds a non-finite"
+        ):
+            _fit(validation_data=(vx, vy))
+    with pytest.raises(ValueError, match=r"validation_data\): integer labels"):
+        _fit(validation_data=(x[:20], y[:20].at[0].set(9)))
+
+
 def test_fit_checks_the_checkpoint_directory_first(tmp_path):
     missing = tmp_path / "nope" / "run.jnc"
     with pytest.raises(FileNotFoundError, match="does not exist; create it first"):

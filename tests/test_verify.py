@@ -539,6 +539,13 @@ def test_jaxnet_check_runs_a_user_module(tmp_path, capsys):
         main(["check", "--module", "no_such_module_here", "--no-builtin"])
 
 
+def test_jaxnet_check_only_without_a_match_names_close_cases():
+    from jaxnet._cli import main
+
+    with pytest.raises(SystemExit, match=r"no case matches --only 'Densee'.*Dense"):
+        main(["check", "--only", "Densee"])
+
+
 def test_jaxnet_check_in_process_leaves_the_callers_precision_alone():
     """``main(["check"])`` once switched float64 on for the whole process (a global
     ``jax.config.update``), and every later float32 doctest in that worker printed
