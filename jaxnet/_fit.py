@@ -270,6 +270,12 @@ def _check_checkpoint_path(path: str | os.PathLike[str] | None) -> str | None:
 def _epoch_source(data: Any, epochs: int) -> Callable[[int], Iterable[Any]]:
     if callable(data):
         return data
+    if data is None or not isinstance(data, Iterable):
+        raise TypeError(
+            f"fit: data must be (x, y) arrays, a {{'x': ..., 'y': ...}} dict, a list "
+            "of batches, an iterator of batches or a callable epoch -> iterable of "
+            f"batches; got {type(data).__name__}."
+        )
     if iter(data) is data and epochs > 1:
         raise TypeError(
             "fit: the training data are a one-shot iterator (a generator?), which "

@@ -585,6 +585,13 @@ def train_scan(
 def _batch_size(fn: str, batch_size: int | None, n: int) -> int:
     if n == 0:
         raise ShapeError(f"{fn}: the training data are empty.")
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+    ):
+        raise TypeError(
+            f"{fn}: batch_size must be an int (or None for full-batch training), got "
+            f"{batch_size!r} of type {type(batch_size).__name__}; it is never rounded."
+        )
     bs = n if batch_size is None else int(batch_size)
     if not 1 <= bs <= n:
         raise ShapeError(

@@ -484,6 +484,16 @@ def test_fit_checks_labels_of_every_batch_of_a_list_or_callable(bad):
             jaxnet.fit(_mlp(), XENT, optax.sgd(0.1), data, key=jax.random.key(3))
 
 
+def test_fit_refuses_a_fractional_batch_size_and_missing_data():
+    """batch_size=1.5 was truncated to 1; data=None gave a raw 'NoneType' TypeError."""
+    with pytest.raises(
+        TypeError, match=r"batch_size must be an int.*1\.5.*never rounded"
+    ):
+        _fit(batch_size=1.5)
+    with pytest.raises(TypeError, match=r"fit: data must be \(x, y\) arrays.*NoneType"):
+        jaxnet.fit(_mlp(), XENT, optax.sgd(0.1), None, key=jax.random.key(0))
+
+
 def test_fit_refuses_non_finite_validation_data():
     x, y = _data(n=64)
     for vx, vy in ((x[:20].at[4, 1].set(jnp.inf), y[:20]),
