@@ -141,6 +141,18 @@ def test_linen_check_grads_central(x):
     assert report.ok, report
 
 
+def test_check_model_on_a_serial_holding_a_flax_layer(x):
+    """serial's backward exists only when every sub-layer has one: check_model once
+    raised NotImplementedError on the model row (examples/verify_models.py)."""
+    model = jaxnet.serial(from_flax(MLP(hidden=4, out=2)), jaxnet.Tanh())
+    _, params = model.init(jax.random.key(0), (None, 3))
+    params = jax.tree.map(lambda a: a.astype(F64), params)
+    report = jaxnet.testing.check_model(model, params, x)
+    assert report.ok, report
+    checks = {r.check for layer in report.layers for r in layer.report.rows}
+    assert "jax.grad vs analytic" in checks  # Tanh's hand-written backward still ran
+
+
 def test_linen_dropout_gets_key(x):
     layer = from_flax(DropMLP())
     _, params = layer.init(jax.random.key(0), (None, 3))
