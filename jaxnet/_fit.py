@@ -512,7 +512,7 @@ def fit(
                 for name, v in m.items():
                     sums[name] = sums.get(name, 0.0) + float(v)
                 steps += 1
-                examples += jax.tree.leaves(_split_batch("fit", batch)[0])[0].shape[0]
+                examples += jax.tree.leaves(bx)[0].shape[0]
                 rate = examples / max(time.perf_counter() - t0, 1e-9)
                 progress_out.update(epoch + 1, steps, None, float(m["loss"]), rate)
         seconds = time.perf_counter() - t0 - compile_seconds

@@ -12,6 +12,7 @@ and a correct gradient is never reported wrong: a reference too noisy to tell sa
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -59,21 +60,6 @@ class _Leaf:
 
 def _get(args: tuple[Any, ...], leaf: _Leaf) -> jax.Array:
     return jax.tree.leaves(args[leaf.argnum])[leaf.pos]
-
-
-def _with(args: tuple[Any, ...], leaf: _Leaf, value: jax.Array) -> tuple[Any, ...]:
-    leaves, treedef = jax.tree.flatten(args[leaf.argnum])
-    leaves = list(leaves)
-    leaves[leaf.pos] = value
-    new = jax.tree.unflatten(treedef, leaves)
-    return args[: leaf.argnum] + (new,) + args[leaf.argnum + 1 :]
-
-
-def _replace(args: tuple[Any, ...], nums: tuple[int, ...], diff: Any) -> tuple:
-    full = list(args)
-    for i, d in zip(nums, diff):
-        full[i] = d
-    return tuple(full)
 
 
 def _is_float(x: Any) -> bool:
@@ -225,11 +211,6 @@ class _Problem:
                 "inputs; the numerical reference is in the inputs' own precision."
             )
         return wide, ""
-
-    def s(
-        self, base: tuple[Any, ...], leaf: _Leaf, v: list[jax.Array] | None
-    ) -> Callable[[jax.Array], jax.Array]:
-        return lambda val: P.contract(self.f(*_with(base, leaf, val)), v)
 
     def cotangent(self, k: int, seed: int) -> list[jax.Array] | None:
         """Direction ``k``'s output cotangent: ``[1.0]`` for a scalar ``f``."""
@@ -501,7 +482,7 @@ class _Context:
         """``value`` at ``leaf``'s position among the differentiated leaves; zeros
         elsewhere when the probe is shared, ``None`` (not perturbed) otherwise."""
         if not self.shared:
-            out: list[Any] = [None] * len(self._leaf_shapes())
+            out: list[Any] = [None] * self.n_leaves
         else:
             if ref not in self._zeros:
                 base = self.prob.ref_args if ref else self.prob.args
@@ -512,8 +493,10 @@ class _Context:
         out[leaf.flat] = value
         return out
 
-    def _leaf_shapes(self) -> list[Any]:
-        return P.diff_leaves(self.prob.args, self.nums)
+    @functools.cached_property
+    def n_leaves(self) -> int:
+        """How many differentiated leaves there are (all ``argnums``)."""
+        return len(P.diff_leaves(self.prob.args, self.nums))
 
     def direction(self, leaf: _Leaf, k: int, salt: int = 0) -> jax.Array:
         """Direction ``k`` of ``leaf``: standard Gaussian, in the leaf's own dtype.
@@ -1011,7 +994,7 @@ def _hvp_rows(ctx: _Context, leaf: _Leaf) -> list[GradCheckRow]:
     eps_t = _eps(leaf.dtype)
     fn = P.cached_jit(prob.f, P.hvp, ctx.nums)
     h = N.host_step(_get(prob.ref_args, leaf))
-    n_sel = len(ctx.place(leaf, None)) if ctx.shared else 1
+    n_sel = ctx.n_leaves if ctx.shared else 1  # the probe's perturbed leaves
     onehot = jnp.zeros(n_sel, ref_dt).at[leaf.flat if ctx.shared else 0].set(1)
 
     def run(k: int) -> dict[str, float]:

@@ -86,37 +86,14 @@ def complex_dtype(dtype: Any) -> Any:
     return jnp.complex128 if jnp.finfo(dtype).bits == 64 else jnp.complex64
 
 
-def line(
-    s: Callable[[jax.Array], jax.Array], x: jax.Array, u: jax.Array
-) -> Callable[[jax.Array], jax.Array]:
-    """``t -> s(x + t u)``, also for a complex ``t`` (then ``x`` is made complex)."""
-
-    def g(t: jax.Array) -> jax.Array:
-        if jnp.iscomplexobj(t):
-            c = complex_dtype(x.dtype)
-            with jax.numpy_dtype_promotion("standard"):
-                return s(x.astype(c) + t.astype(c) * u.astype(c))
-        return s(x + t.astype(x.dtype) * u)
-
-    return g
-
-
 def host_step(x: jax.Array) -> jax.Array:
-    """:func:`leaf_step` for central differences, computed with numpy on the host
-    (no compile per leaf shape); a scalar of ``x``'s dtype."""
+    """The central-difference step along a unit-variance direction in leaf ``x``,
+    ``h max(1, rms(x))``: a scalar of ``x``'s dtype, computed with numpy on the host
+    (no compile per leaf shape)."""
     h = step(x.dtype, "central")
     a = np.asarray(x, np.float64)
     rms = float(np.sqrt(np.mean(np.square(a)))) if a.size else 0.0
     return jnp.asarray(h * max(1.0, rms), x.dtype)
-
-
-def leaf_step(x: jax.Array, method: str) -> jax.Array:
-    """The step along a unit-variance direction: ``h max(1, rms(x))`` (central)."""
-    h = step(x.dtype, method)
-    if method == "complex" or x.size == 0:
-        return jnp.asarray(h, x.dtype)
-    rms = jnp.sqrt(jnp.mean(jnp.square(x)))
-    return (h * jnp.maximum(1.0, rms)).astype(x.dtype)
 
 
 def exhaustive(

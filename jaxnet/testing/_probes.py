@@ -75,16 +75,32 @@ def diff_leaves(base: tuple[Any, ...], nums: tuple[int, ...]) -> list[Any]:
     return jax.tree.leaves(tuple(base[i] for i in nums))
 
 
+def replace_args(
+    base: tuple[Any, ...], nums: tuple[int, ...], diff: Any
+) -> tuple[Any, ...]:
+    """``base`` with argument ``nums[j]`` replaced by ``diff[j]``."""
+    full = list(base)
+    for i, d in zip(nums, diff):
+        full[i] = d
+    return tuple(full)
+
+
 def with_leaves(
     base: tuple[Any, ...], nums: tuple[int, ...], flat: list[Any]
 ) -> tuple[Any, ...]:
     """``base`` with its differentiated leaves replaced by ``flat``."""
     tree = jax.tree.structure(tuple(base[i] for i in nums))
-    new = jax.tree.unflatten(tree, flat)
-    full = list(base)
-    for i, d in zip(nums, new):
-        full[i] = d
-    return tuple(full)
+    return replace_args(base, nums, jax.tree.unflatten(tree, flat))
+
+
+def with_some(
+    base: tuple[Any, ...], nums: tuple[int, ...], ks: list[int], xs: Any
+) -> tuple[Any, ...]:
+    """``base`` with differentiated leaf ``ks[j]`` replaced by ``xs[j]``."""
+    new = list(diff_leaves(base, nums))
+    for k, x in zip(ks, xs):
+        new[k] = x
+    return with_leaves(base, nums, new)
 
 
 def _selected(us: list[Any]) -> list[int]:
@@ -152,10 +168,7 @@ def pullback(
     differentiated argument (``jax.grad`` for a scalar f)."""
 
     def at(*diff: Any) -> Any:
-        full = list(base)
-        for i, d in zip(nums, diff):
-            full[i] = d
-        return f(*full)
+        return f(*replace_args(base, nums, diff))
 
     out, pull = jax.vjp(at, *(base[i] for i in nums))
     leaves, tree = jax.tree.flatten(out)
@@ -223,10 +236,7 @@ def _jvp_along(
     sel = _selected(us)
 
     def at(*xs: jax.Array) -> Any:
-        new = list(flat)
-        for k, x in zip(sel, xs):
-            new[k] = x
-        return f(*with_leaves(base, nums, new))
+        return f(*with_some(base, nums, sel, xs))
 
     _, ju = jax.jvp(at, tuple(flat[k] for k in sel), tuple(us[k] for k in sel))
     terms = [(vl * jl).astype(acc) for vl, jl in zip(v, jax.tree.leaves(ju))]
@@ -289,15 +299,7 @@ def hvp(
     w = [ws[k] for k in sel]
 
     def grad_of(base: tuple[Any, ...], vv: list[jax.Array]) -> Callable[..., Any]:
-        bflat = diff_leaves(base, nums)
-
-        def s(xs: list[jax.Array]) -> jax.Array:
-            new = list(bflat)
-            for k, x in zip(sel, xs):
-                new[k] = x
-            return contract(f(*with_leaves(base, nums, new)), vv)[0]
-
-        return jax.grad(s)
+        return jax.grad(lambda xs: contract(f(*with_some(base, nums, sel, xs)), vv)[0])
 
     gl = grad_of(args, v)
     xs = [flat[k] for k in sel]
@@ -345,14 +347,7 @@ def _at_leaf(
 ) -> Callable[[jax.Array], jax.Array]:
     """``val -> <v, f>`` (or the flat output when ``v is None``) with differentiated
     leaf ``k`` set to ``val``."""
-    flat = diff_leaves(base, nums)
-
-    def s(val: jax.Array) -> jax.Array:
-        new = list(flat)
-        new[k] = val
-        return contract(f(*with_leaves(base, nums, new)), v)
-
-    return s
+    return lambda val: contract(f(*with_some(base, nums, [k], [val])), v)
 
 
 def exhaustive(

@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._check import _is_float, _replace, check_grads
+from ._check import _is_float, check_grads
+from ._probes import replace_args as _replace
 from ._report import GradCheckRow, GradReport, compare, noise_row, path_str
 from ._tolerances import ROUNDING, SAFETY, tolerance
 

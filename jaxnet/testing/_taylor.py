@@ -123,9 +123,11 @@ def taylor_test(
     wide = jax.tree.map(lambda a: jnp.asarray(a).dtype, tuple(base[i] for i in nums))
 
     def at(h: jax.Array, xs: tuple[Any, ...], us: tuple[Any, ...]) -> jax.Array:
-        full = list(base)
-        for i, xi, ui in zip(nums, xs, us):
-            full[i] = jax.tree.map(lambda a, b: a + h.astype(a.dtype) * b, xi, ui)
+        moved = [
+            jax.tree.map(lambda a, b: a + h.astype(a.dtype) * b, xi, ui)
+            for xi, ui in zip(xs, us)
+        ]
+        full = P.replace_args(base, nums, moved)
         return P.contract(prob.f(*full), [c.astype(jnp.result_type(h)) for c in v])[0]
 
     xs_w = tuple(base[i] for i in nums)
@@ -133,10 +135,7 @@ def taylor_test(
     if grad is None:
 
         def s(*xs: Any) -> jax.Array:
-            full = list(args)
-            for i, xi in zip(nums, xs):
-                full[i] = xi
-            return P.contract(prob.f(*full), v)[0]
+            return P.contract(prob.f(*P.replace_args(args, nums, xs)), v)[0]
 
         g = jax.grad(s, argnums=tuple(range(len(nums))))(*x)
     else:
