@@ -21,6 +21,7 @@ from ._layer import (
     missing_state_error,
     output_shape,
     require_params,
+    union_options,
 )
 from ._types import Params, PRNGKey, ShapeTree
 
@@ -226,7 +227,13 @@ def serial(*layers: LayerSpec) -> Layer:
         return grads, g
 
     return Layer(
-        "serial", init, apply, backward, desc, init_state if stateful else None
+        "serial",
+        init,
+        apply,
+        backward,
+        desc,
+        init_state if stateful else None,
+        union_options(*(layer for _, layer in named)),
     )
 
 
@@ -343,7 +350,13 @@ def parallel(*layers: LayerSpec) -> Layer:
         return grads, tuple(dxs)
 
     return Layer(
-        "parallel", init, apply, backward, desc, init_state if stateful else None
+        "parallel",
+        init,
+        apply,
+        backward,
+        desc,
+        init_state if stateful else None,
+        union_options(*(layer for _, layer in named)),
     )
 
 
@@ -605,5 +618,11 @@ def residual(*layers: LayerSpec) -> Layer:
         return dp, g + dx
 
     return Layer(
-        "residual", init, apply, backward, desc, init_state if f.stateful else None
+        "residual",
+        init,
+        apply,
+        backward,
+        desc,
+        init_state if f.stateful else None,
+        f.options,
     )

@@ -49,3 +49,15 @@ class TrainingError(FloatingPointError):
 
 class DistributedError(RuntimeError):
     """Multi-process start-up failed: bad arguments, or the coordinator is unreachable."""
+
+
+#: The errors of jaxnet's own checks (each names the layer or function, the expected
+#: and the actual value).
+JAXNET_ERRORS = (
+    ShapeError,
+    DTypeError,
+    MissingKeyError,
+    ParamsError,
+    StateError,
+    CheckpointError,
+)

@@ -9,15 +9,18 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import difflib
+import functools
+import inspect
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import DTypeError, ParamsError, ShapeError
+from ._errors import JAXNET_ERRORS, DTypeError, ParamsError, ShapeError
 from ._types import ApplyFn, BackwardFn, InitFn, Params, PRNGKey, ShapeTree
 
 
@@ -83,16 +86,224 @@ def _concrete(tree: Any) -> bool:
     return not any(isinstance(l, jax.core.Tracer) for l in jax.tree.leaves(tree))
 
 
+#: True while a layer's ``apply`` runs: the checks of the whole call (options, params
+#: shapes, a traced ``train``) run once, at the outermost ``apply``; the sub-layers'
+#: calls inside it skip them.
+_INSIDE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "jaxnet_inside_apply", default=False
+)
+
+#: Options every model accepts, read or not: ``key`` (deterministic layers ignore it)
+#: and ``train`` (layers without a training mode ignore it), so that one training step
+#: serves every model.
+UNIVERSAL_OPTIONS = frozenset({"key", "train"})
+
+
+def path_str(path: Sequence[Any]) -> str:
+    """Render a ``jax.tree_util`` key path as ``dense_0/w``."""
+    parts = []
+    for k in path:
+        for attr in ("key", "idx", "name"):
+            if hasattr(k, attr):
+                parts.append(str(getattr(k, attr)))
+                break
+        else:
+            parts.append(str(k))
+    return "/".join(parts)
+
+
+def _input_shape(x: Any) -> Any:
+    """The shape (or tuple of shapes) ``init`` would take for input ``x``; ``None``
+    when ``x`` is not an array or a tuple of arrays (the layer's own checks speak)."""
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+        return tuple(int(d) for d in x.shape)
+    if isinstance(x, tuple) and x:
+        parts = tuple(_input_shape(e) for e in x)
+        return None if any(p is None for p in parts) else parts
+    return None
+
+
+def _kind(dtype: Any) -> str:
+    """The dtype class a parameter must keep: its precision may change (float64 for
+    verification, bfloat16 for mixed precision, complex for a complex-step probe),
+    its kind may not."""
+    for kind, base in (
+        ("PRNG key", jax.dtypes.prng_key),
+        ("bool", jnp.bool_),
+        ("integer", jnp.integer),
+        ("floating-point", jnp.inexact),
+    ):
+        if jnp.issubdtype(dtype, base):
+            return kind
+    return str(dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def _expected_params(layer: Layer, input_shape: Any) -> dict[str, tuple] | None:
+    """``{path: (shape, kind)}`` of the params ``layer.init`` gives for
+    ``input_shape`` (traced with ``jax.eval_shape``: nothing is computed), or ``None``
+    when init refuses that shape (then ``apply`` reports the problem itself)."""
+    tokens = (_RECORD.set(None), _CALLS.set(None))
+    try:
+        tree = jax.eval_shape(lambda: layer.init(jax.random.key(0), input_shape)[1])
+    except Exception:  # noqa: BLE001 - the layer's own apply names the problem
+        return None
+    finally:
+        _RECORD.reset(tokens[0])
+        _CALLS.reset(tokens[1])
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {path_str(p): (tuple(a.shape), _kind(a.dtype)) for p, a in leaves}
+
+
+def _params_problem(layer: Layer, params: Any, x: Any) -> ParamsError | None:
+    """A :class:`ParamsError` when a leaf of ``params`` has another shape or dtype
+    kind than ``layer.init`` gives for ``x``'s shape (found at trace time under jit).
+
+    Paths missing or unexpected are left to the layer's own ``require_params``,
+    which names the keys."""
+    shape = _input_shape(x)
+    if shape is None:
+        return None
+    expected = _expected_params(layer, shape)
+    if not expected:
+        return None
+    wrong = []
+    for p, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        path = path_str(p)
+        if path not in expected or not hasattr(leaf, "dtype"):
+            continue
+        got = (tuple(jnp.shape(leaf)), _kind(leaf.dtype))
+        if got != expected[path]:
+            (es, ek), (gs, gk) = expected[path], got
+            wrong.append(
+                f"{path}: expected shape {es} ({ek}), got {gs} ({gk}, {leaf.dtype})"
+            )
+    if not wrong:
+        return None
+    more = f"; and {len(wrong) - 5} more" if len(wrong) > 5 else ""
+    return ParamsError(
+        f"{layer.desc}: params do not match the model for input of shape "
+        f"{shape}: " + "; ".join(wrong[:5]) + more + ". The params were made for "
+        "another model or input size: pass the params this model's init returned "
+        "(init(key, x) with this input), or rebuild the model to match them."
+    )
+
+
+def _check_options(layer: Layer, kwargs: dict[str, Any]) -> None:
+    """Raise ``TypeError`` for an option no layer of the model reads (a typo such as
+    ``trian=True`` would otherwise run silently in evaluation mode)."""
+    if layer.options is None:  # a layer that forwards options it does not declare
+        return
+    valid = sorted(layer.options | UNIVERSAL_OPTIONS)
+    for name in sorted(set(kwargs) - set(valid)):
+        close = difflib.get_close_matches(name, valid, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise TypeError(
+            f"{layer.desc}.apply: unknown option {name}=; no layer of this model reads "
+            f"it. The options it accepts: {', '.join(valid)}.{hint}"
+        )
+
+
+def _check_call(layer: Layer, params: Any, x: Any, kwargs: dict[str, Any]) -> None:
+    """The checks of a whole call that need no run of the layer (see ``_wrap_apply``
+    for the params)."""
+    if x is None:
+        raise DTypeError(
+            f"{layer.desc}.apply: expected an array input, got None. Pass the input "
+            "as an array, e.g. jnp.asarray(x)."
+        )
+    if isinstance(kwargs.get("train"), jax.core.Tracer):
+        raise TypeError(
+            f"{layer.desc}.apply: train= is a traced value; it must be a Python bool, "
+            "because it chooses which computation runs. Mark it static, e.g. "
+            "jax.jit(model.apply, static_argnames='train'), or close over it."
+        )
+    _check_options(layer, kwargs)
+
+
 def _wrap_apply(raw: Any, owner: list[Any]) -> Any:
     def apply(params: Params, x: Any, **kwargs: Any) -> Any:
         calls = _CALLS.get()
         if calls is not None and _concrete((params, x)):
             calls.append((_PATH.get(), owner[0], params, x, dict(kwargs)))
-        return raw(params, x, **kwargs)
+        if _INSIDE.get():
+            return raw(params, x, **kwargs)
+        _check_call(owner[0], params, x, kwargs)
+        problem = _params_problem(owner[0], params, x)
+        token = _INSIDE.set(True)
+        try:
+            if problem is None:
+                return raw(params, x, **kwargs)
+            # Params and input disagree. When the layer's own checks name the input
+            # ("expected input of shape (..., 3)"), that message is the more useful;
+            # otherwise (it would compute wrong shapes or fail in XLA) the params'.
+            try:
+                raw(params, x, **kwargs)
+            except JAXNET_ERRORS:
+                raise
+            except Exception:  # noqa: BLE001 - a raw error: the params' message instead
+                pass
+            raise problem from None
+        finally:
+            _INSIDE.reset(token)
 
     apply.__wrapped__ = raw  # type: ignore[attr-defined]
     apply.__jaxnet_apply__ = True  # type: ignore[attr-defined]
     return apply
+
+
+def _wrap_backward(raw: Any) -> Any:
+    """A backward calls its sub-layers' ``apply`` with the parent's options: mark
+    them as inner calls, as inside the parent's ``apply``."""
+
+    def backward(*args: Any, **kwargs: Any) -> Any:
+        token = _INSIDE.set(True)
+        try:
+            return raw(*args, **kwargs)
+        finally:
+            _INSIDE.reset(token)
+
+    backward.__wrapped__ = raw  # type: ignore[attr-defined]
+    backward.__jaxnet_backward__ = True  # type: ignore[attr-defined]
+    return backward
+
+
+def _signature_options(apply: Any) -> tuple[frozenset[str], bool] | None:
+    """The options a raw ``apply(params, x, *, ...)`` reads, its keyword parameters,
+    and whether it also takes ``**kwargs`` under a name other than ``_`` (the house
+    spelling of "ignores the rest"): then it may forward them to sub-layers. ``None``
+    when the signature cannot be read."""
+    raw = getattr(apply, "__wrapped__", apply)
+    try:
+        sig = inspect.signature(raw)
+    except (TypeError, ValueError):
+        return None
+    names, forwards = set(), False
+    for i, p in enumerate(sig.parameters.values()):
+        if p.kind is p.VAR_KEYWORD:
+            forwards = p.name != "_"
+        elif p.kind is p.KEYWORD_ONLY or (p.kind is p.POSITIONAL_OR_KEYWORD and i >= 2):
+            names.add(p.name)
+    return frozenset(names), forwards
+
+
+def union_options(*layers: Layer) -> frozenset[str] | None:
+    """The options a combinator of ``layers`` reads (``None`` if one is undeclared)."""
+    out: set[str] = set()
+    for layer in layers:
+        if layer.options is None:
+            return None
+        out |= layer.options
+    return frozenset(out)
+
+
+def accepted_options(layer: Layer, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` less those ``layer`` does not read: for calling one sub-layer alone
+    with the options its parent passed on to every sub-layer."""
+    if layer.options is None:
+        return dict(options)
+    keep = layer.options | UNIVERSAL_OPTIONS
+    return {k: v for k, v in options.items() if k in keep}
 
 
 def _wrap_init(raw: InitFn, desc: str = "") -> InitFn:
@@ -127,7 +338,7 @@ class Layer:
       initialisers live in the closure, never in ``params``.
     * ``apply`` is pure. Randomness is explicit and keyword-only (``key=``); options
       such as ``train=True`` are keyword-only and passed to every sub-layer, and a layer
-      ignores the options it does not use.
+      ignores the options it does not use; an option that no layer reads is an error.
     * ``backward`` (optional) is the layer's hand-written vector-Jacobian product,
       ``backward(params, x, y, g, *, key=None, **options) -> (dparams, dx)`` where
       ``y = apply(params, x)`` and ``g`` is the cotangent of ``y``. It is what
@@ -162,6 +373,21 @@ class Layer:
       desc: the constructor call for messages, e.g. ``"Dense(out_dim=16)"``.
       init_state: for stateful layers only, ``init_state(input_shape) ->
         (output_shape, state)``.
+      options: the keyword options the layer's sub-layers read, for a combinator
+        whose ``apply`` forwards ``**kw`` to them (``union_options(*layers)``). A
+        layer's own keyword parameters are read from its ``apply`` signature; an
+        ``apply`` taking ``**kwargs`` (under any name but ``_``) with no ``options``
+        given is *undeclared* and accepts any option.
+
+    **Checks of a call.** The outermost ``apply`` of a model checks, once (at trace
+    time under ``jit``), before running: the input is not ``None``; ``train`` is a
+    Python bool, not a traced value; every option is read by some layer of the model
+    (``key`` and ``train`` are always accepted; ``trian=True`` is a ``TypeError`` that
+    suggests ``train``); and every parameter has the shape and dtype kind
+    (floating-point, integer, bool, key) that ``init`` gives for this input, else a
+    :class:`~jaxnet.ParamsError` names the path, the expected and the actual shape.
+    Precision may differ from init's: float64 params for verification, bfloat16 for
+    mixed precision and complex ones for a complex-step probe are all accepted.
 
     Examples:
       >>> import jax, jaxnet
@@ -177,6 +403,7 @@ class Layer:
     backward: BackwardFn | None = None
     desc: str = ""
     init_state: Callable[..., tuple[ShapeTree, Params]] | None = None
+    options: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
@@ -185,6 +412,18 @@ class Layer:
             )
         if not self.desc:
             object.__setattr__(self, "desc", self.name)
+        sig = _signature_options(self.apply)
+        if self.options is not None:  # declared: what the sub-layers read, too
+            own = frozenset(self.options) | (sig[0] if sig else frozenset())
+        elif sig is None or sig[1]:  # undeclared, and may forward: accepts any
+            own = None
+        else:
+            own = sig[0]
+        object.__setattr__(self, "options", own)
+        if self.backward is not None and not getattr(
+            self.backward, "__jaxnet_backward__", False
+        ):
+            object.__setattr__(self, "backward", _wrap_backward(self.backward))
         if getattr(self.init, "__wrapped__", None) is None:
             object.__setattr__(self, "init", _wrap_init(self.init, self.desc))
         if not getattr(self.apply, "__jaxnet_apply__", False):

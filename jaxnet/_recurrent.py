@@ -39,6 +39,7 @@ from ._layer import (
     in_sublayer,
     require_float,
     require_params,
+    union_options,
 )
 from ._types import Array, Params, PRNGKey, ShapeTree
 
@@ -687,7 +688,7 @@ def RNN(cell: Cell, *, reverse: bool = False, return_carry: bool = False) -> Lay
         )
         return dparams, _batch_major(dxs, reverse)
 
-    return Layer("rnn", init, apply, backward, desc)
+    return Layer("rnn", init, apply, backward, desc, options=cell.options)
 
 
 def Bidirectional(forward_rnn: Layer, backward_rnn: Layer) -> Layer:
@@ -785,4 +786,11 @@ def Bidirectional(forward_rnn: Layer, backward_rnn: Layer) -> Layer:
         )
         return {"forward": dpf, "backward": dpb}, dxf + jnp.flip(dxb, 1)
 
-    return Layer("bidirectional", init, apply, backward, desc)
+    return Layer(
+        "bidirectional",
+        init,
+        apply,
+        backward,
+        desc,
+        options=union_options(forward_rnn, backward_rnn),
+    )

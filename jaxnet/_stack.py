@@ -108,7 +108,9 @@ def remat(layer: Layer, policy: RematPolicy = True) -> Layer:
         return _checkpointed(run, pol)(params, x, key)
 
     # The hand-written backward stores nothing between passes: it is the layer's own.
-    return Layer(layer.name, layer.init, apply, layer.backward, desc)
+    return Layer(
+        layer.name, layer.init, apply, layer.backward, desc, options=layer.options
+    )
 
 
 def _split_options(kw: dict[str, Any]) -> tuple[list[Any], Callable[..., Any]]:
@@ -204,7 +206,9 @@ def hand_grad(layer: Layer) -> Layer:
         run.defvjp(fwd, bwd)
         return run(params, x, key, arrays)
 
-    return Layer(layer.name, layer.init, apply, layer.backward, desc)
+    return Layer(
+        layer.name, layer.init, apply, layer.backward, desc, options=layer.options
+    )
 
 
 def _leading(desc: str, params: Params, num: int) -> None:
@@ -356,4 +360,4 @@ def Stack(
         )
         return dparams, g
 
-    return Layer("stack", init, apply, backward, desc)
+    return Layer("stack", init, apply, backward, desc, options=layer.options)

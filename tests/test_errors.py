@@ -527,3 +527,118 @@ def test_duplicate_and_empty_combinators():
         raises(ValueError, jaxnet.FanOut, 0)
         == "FanOut(num=0): num must be an integer >= 1."
     )
+
+
+# ------------------------------------------------- checks of a whole call (Layer wrapper)
+
+
+def mlp(width):
+    return jaxnet.serial(
+        jaxnet.Dense(width), jaxnet.Relu(), jaxnet.Dropout(0.5), jaxnet.Dense(3)
+    )
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_params_of_another_width_are_refused(jit):
+    """Same names, other shapes: the params of serial(Dense(32), ...) used to run
+    through serial(Dense(16), ...) (and Dense(16) returned 32 columns)."""
+    other = init(mlp(32), (None, 4))
+    apply = jax.jit(mlp(16).apply) if jit else mlp(16).apply
+    text = raises(jaxnet.ParamsError, apply, other, jnp.ones((2, 4)))
+    assert text.startswith("serial(Dense(out_dim=16), Relu(), Dropout(drop_rate=0.5)")
+    assert "dense_0/w: expected shape (4, 16) (floating-point), got (4, 32)" in text
+    assert "dense_3/w: expected shape (16, 3) (floating-point), got (32, 3)" in text
+    text = raises(
+        jaxnet.ParamsError,
+        jaxnet.Dense(16).apply,
+        init(jaxnet.Dense(32), (None, 4)),
+        jnp.ones((2, 4)),
+    )
+    assert text.startswith("Dense(out_dim=16): params do not match the model for input")
+    assert "b: expected shape (16,) (floating-point), got (32,)" in text
+
+
+def test_params_of_another_dtype_kind_are_refused_other_precisions_accepted():
+    dense = jaxnet.Dense(2)
+    params = init(dense, (None, 3))
+    ints = jax.tree.map(lambda a: a.astype(jnp.int32), params)
+    text = raises(jaxnet.ParamsError, dense.apply, ints, jnp.ones((1, 3)))
+    assert (
+        "w: expected shape (3, 2) (floating-point), got (3, 2) (integer, int32)" in text
+    )
+    for dt in (jnp.bfloat16, jnp.complex64):  # mixed precision; a complex-step probe
+        cast = jax.tree.map(lambda a, dt=dt: a.astype(dt), params)
+        assert dense.apply(cast, jnp.ones((1, 3))).shape == (1, 2)
+
+
+def test_wrong_input_keeps_the_layers_own_message():
+    """Params and input disagree because the *input* is wrong: the layer's message
+    (expected (..., 3)) wins over the params' (which would blame the params)."""
+    dense = jaxnet.Dense(16)
+    exc = pytest.raises(
+        jaxnet.ShapeError, mlp(16).apply, init(mlp(16), (None, 3)), jnp.ones((8, 4))
+    )
+    assert str(exc.value) == DENSE_MESSAGE
+    assert dense.apply(init(dense, (None, 3)), jnp.ones((8, 3))).shape == (8, 16)
+
+
+def test_unknown_option_is_refused_with_a_suggestion():
+    model = mlp(8)
+    params = init(model, (None, 4))
+    text = raises(TypeError, model.apply, params, jnp.ones((2, 4)), trian=True)
+    assert text == (
+        "serial(Dense(out_dim=8), Relu(), Dropout(drop_rate=0.5), Dense(out_dim=3))"
+        ".apply: unknown option trian=; no layer of this model reads it. The options "
+        "it accepts: key, train. Did you mean 'train'?"
+    )
+    # key and train are accepted by every model, read or not.
+    dense = jaxnet.Dense(2)
+    y = dense.apply(init(dense, (None, 3)), jnp.ones((1, 3)), train=True, key=KEY)
+    assert y.shape == (1, 2)
+    text = raises(
+        TypeError, dense.apply, init(dense, (None, 3)), jnp.ones((1, 3)), mask=1
+    )
+    assert "unknown option mask=" in text and "accepts: key, train." in text
+
+
+def test_options_read_by_a_sub_layer_are_accepted():
+    attn = jaxnet.serial(jaxnet.MultiHeadAttention(2), jaxnet.Dense(4))
+    params = init(attn, (None, 3, 4))
+    mask = jnp.tril(jnp.ones((3, 3), bool))
+    x = jax.random.normal(KEY, (1, 3, 4))
+    masked = attn.apply(params, x, mask=mask)
+    # The mask reaches the attention: the first position sees only itself.
+    assert not np.allclose(masked, attn.apply(params, x))
+    assert masked.shape == (1, 3, 4)
+    assert "mask" in attn.options and "mask" in jaxnet.Stack(attn, 2).options
+    # A user layer taking **kwargs declares nothing: the model accepts any option.
+    user = jaxnet.Layer("mine", lambda k, s: (s, {}), lambda p, x, **kw: x * 2)
+    assert user.options is None
+    assert jaxnet.serial(user, jaxnet.Relu()).apply(
+        {"mine_0": {}, "relu_1": {}}, jnp.ones(2), anything=1
+    ).shape == (2,)
+
+
+def test_traced_train_flag_says_it_must_be_static():
+    model = mlp(8)
+    params = init(model, (None, 4))
+    text = raises(
+        TypeError,
+        jax.jit(model.apply),
+        params,
+        jnp.ones((2, 4)),
+        train=True,
+        key=KEY,
+    )
+    assert text.startswith("serial(Dense(out_dim=8)")
+    assert "train= is a traced value" in text
+    assert "static_argnames='train'" in text
+    step = jax.jit(model.apply, static_argnames="train")  # the fix the message names
+    assert step(params, jnp.ones((2, 4)), train=True, key=KEY).shape == (2, 3)
+
+
+def test_none_input_names_the_layer():
+    model = mlp(8)
+    text = raises(jaxnet.DTypeError, model.apply, init(model, (None, 4)), None)
+    assert text.startswith("serial(Dense(out_dim=8)")
+    assert "expected an array input, got None" in text

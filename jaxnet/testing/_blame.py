@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._layer import _CALLS, _PATH, Layer
+from .._layer import _CALLS, _PATH, Layer, accepted_options
 from ._check import check_grads
 from ._report import GradReport
 
@@ -195,6 +195,8 @@ def _check_call(
     backward: bool,
 ) -> GradReport:
     stateful = layer.stateful
+    # The parent passed its options to every sub-layer; alone, this one takes its own.
+    kw = accepted_options(layer, kw)
 
     def out(p: Any, xp: Any) -> Any:
         y = layer.apply(p, xp, **kw)

@@ -15,29 +15,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
+from .._layer import path_str as path_str
 from ._tolerances import Tolerance
 
 #: A row whose smallest detectable relative error is above this is ``"noisy"``.
 NOISY = 0.1
-
-
-def path_str(path: Sequence[Any]) -> str:
-    """Render a ``jax.tree_util`` key path as ``dense_0/w``."""
-    parts = []
-    for k in path:
-        for attr in ("key", "idx", "name"):
-            if hasattr(k, attr):
-                parts.append(str(getattr(k, attr)))
-                break
-        else:
-            parts.append(str(k))
-    return "/".join(parts)
 
 
 @dataclasses.dataclass(frozen=True)
