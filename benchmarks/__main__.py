@@ -42,7 +42,7 @@ import time
 from typing import Any
 
 from . import _report
-from ._peak import matmul_peak
+from ._peak import matmul_peak, peak_line
 from ._runner import RefusedToTime, environment, run_case
 from .cases import CASES, DEEP, PEERS, SEED, VERIFY, select
 from .seed import format_seed, seed_case
@@ -112,13 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     peak = None
     if any(n not in (SEED, PEERS, DEEP, VERIFY) for n in names):
-        _progress("[peak] matmul 2048x2048 float32 ...")
+        _progress("[peak] matmul float32 at n = 512, 1024, 2048 ...")
         peak = matmul_peak(repeats=3 if args.quick else 7, min_time=min_time)
-        g = peak["gflops"]
-        print(
-            f"matmul peak (jnp.dot 2048x2048 float32): {g['median']:.1f} GFLOP/s "
-            f"({g['min']:.1f}-{g['max']:.1f})"
-        )
+        print(peak_line(peak))
     rows: list[dict[str, Any]] = []
     refused: list[str] = []
     total = len(names)
@@ -192,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                 case,
                 repeats=repeats,
                 min_time=min_time,
-                peak_gflops=peak["gflops"]["median"] if peak else None,
+                peak_gflops=peak["gflops"]["peak"] if peak else None,
             )
         except RefusedToTime as e:
             _progress(f"{tag} REFUSED: {e}")
@@ -210,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     if any(_report._is_case_row(r) for r in rows):
         print()
         print(_report.case_table(rows))
+    over = _report.over_peak(rows)
+    if over:
+        print()
+        print(_report.over_peak_warning(over))
     extras = _report.extras_table(rows)
     if extras:
         print()

@@ -203,7 +203,9 @@ def test_cli_bench_quick(tmp_path):
     assert "autodiff/matmuls_only" in row["ratios"]
     assert "matmuls_only" not in row["memory"]
     assert row["flops"]["step"] == cases_mlp.mlp_flops(128, (784, 512, 512, 10))["step"]
-    assert row["peak"]["n"] == 2048 and row["peak"]["gflops"]["median"] > 0
+    assert (
+        row["peak"]["sizes"] == [512, 1024, 2048] and row["peak"]["gflops"]["peak"] > 0
+    )
     mem = row["memory"]["autodiff"]
     if mem["peak_bytes"] is not None:  # at least the params, x and the new params
         assert mem["peak_bytes"] >= 2 * 4 * 669_706
@@ -351,6 +353,43 @@ def test_matmul_table_rows():
         "| c | 9.000 | 99.0 | 99.0 | 90.0 | 90.0 | 99.5 | 1.11 (1.00-1.20) |" in table
     )
     assert _report.matmul_table([{**rows[0], "time_s": {}}]) == ""
+
+
+def test_fraction_above_the_peak_is_flagged_not_reported():
+    """--quick once printed 139% of peak with no warning; a step cannot beat the best
+    matmul rate measured in the same run, so such a fraction is a measurement error."""
+    from benchmarks import _peak
+
+    row = {
+        "case": "mlp_b128",
+        "time_s": {"autodiff": {"median": 0.01}, "matmuls_only": {"median": 0.009}},
+        "gflops": {"autodiff": {"median": 76.0}, "matmuls_only": {"median": 99.0}},
+        "fraction_of_peak": {
+            "autodiff": {"median": 1.39},
+            "matmuls_only": {"median": 0.9},
+        },
+        "flops": {"step": 1000, "matmul": 995},
+        "ratios": {"autodiff/matmuls_only": {"median": 1.1, "min": 1.0, "max": 1.2}},
+    }
+    table = _report.matmul_table([row])
+    assert "139.0" not in table and "error (139% > peak)" in table
+    assert "| 90.0 |" in table  # the fraction below the peak is reported
+    assert _report.over_peak([row]) == ["mlp_b128/autodiff"]
+    assert "WARNING: measurement error: mlp_b128/autodiff" in (
+        _report.over_peak_warning(_report.over_peak([row]))
+    )
+    assert _peak.fmt_fraction(0.875) == "87.5" and _peak.fmt_fraction(None) == ""
+
+
+def test_matmul_peak_is_the_best_round_over_sizes():
+    from benchmarks import _peak
+
+    p = _peak.matmul_peak((64, 128), repeats=3, min_time=0.0)
+    rounds = [r for s in p["per_size"] for r in s["gflops_rounds"]]
+    assert len(rounds) == 6 and p["gflops"]["peak"] == max(rounds)
+    assert p["gflops"]["min"] == min(rounds)
+    assert p["n"] in (64, 128) and p["flops"] == 2 * p["n"] ** 3
+    assert "GFLOP/s at n = " in _peak.peak_line(p)
 
 
 def test_cli_bench_needs_a_source_checkout(monkeypatch, tmp_path):
