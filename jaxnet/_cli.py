@@ -200,36 +200,14 @@ def _user_cases(spec: str) -> list[Any]:
 
 
 def run_bench(argv: Sequence[str]) -> int:
-    """``jaxnet bench ARGS``: run the benchmark suite (``benchmarks.__main__.main``).
+    """``jaxnet bench ARGS``: run the benchmark suite (:func:`jaxnet.bench.main`).
 
-    The ``benchmarks`` package lives at the root of a source checkout, beside the
-    ``jaxnet`` package (an editable install), not inside the installed package.
-
-    Raises:
-      SystemExit: when there is no ``benchmarks`` package beside ``jaxnet``.
+    The harness and its cases are part of the installed package (``jaxnet.bench``),
+    so this works from any directory, with or without a source checkout.
     """
-    from . import __file__ as pkg_file
+    from .bench import main as bench_main
 
-    root = Path(pkg_file).resolve().parent.parent
-    if not (root / "benchmarks" / "__main__.py").is_file():
-        raise SystemExit(
-            f"jaxnet bench: no benchmarks/ package beside the jaxnet package (looked in "
-            f"{root}). jaxnet bench needs a source checkout: git clone the jaxnet "
-            "repository && pip install -e . (then run jaxnet bench, or python -m "
-            "benchmarks from the checkout)."
-        )
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    import importlib
-
-    bench = importlib.import_module("benchmarks.__main__")
-    found = Path(bench.__file__).resolve().parent
-    if found != root / "benchmarks":
-        raise SystemExit(
-            f"jaxnet bench: imported a different 'benchmarks' package ({found}), "
-            f"expected {root / 'benchmarks'}. Rename or uninstall the other one."
-        )
-    return int(bench.main(list(argv)))
+    return int(bench_main(list(argv)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -273,7 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser(
         "bench",
         add_help=False,
-        help="run the benchmark suite (source checkout; 'jaxnet bench --help')",
+        help="run the benchmark suite: autodiff vs hand-written vs raw JAX "
+        "('jaxnet bench --help')",
     )
     sub.add_parser("version", help="print the versions of jaxnet, jax and jaxlib")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""The deep benchmark (``benchmarks/deep.py``): variants agree before anything is timed.
+"""The deep benchmark (``jaxnet/bench/deep.py``): variants agree before anything is timed.
 
 Correctness and structure only, no timing thresholds: the whole case on a tiny
 Dense + Tanh block (two depths, one compile each; the transformer's compiles take
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import jax
@@ -24,14 +23,9 @@ import pytest
 from _benchutil import assert_png, bench_config
 
 import jaxnet
-
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `benchmarks` is a top-level package of the repo
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks import _report, deep  # noqa: E402
-from benchmarks._runner import RefusedToTime  # noqa: E402
-from benchmarks.cases import DEEP, SEED, families, select  # noqa: E402
+from jaxnet.bench import _report, deep
+from jaxnet.bench._runner import RefusedToTime
+from jaxnet.bench.cases import DEEP, SEED, families, select
 
 #: The machinery on a Dense + Tanh block: ~14 compilations of a second or less.
 FAST = deep.Config(

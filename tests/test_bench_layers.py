@@ -1,4 +1,4 @@
-"""The per-layer benchmark cases (``benchmarks/cases_layers.py``) are correct.
+"""The per-layer benchmark cases (``jaxnet/bench/cases_layers.py``) are correct.
 
 For every case: the raw-JAX model's forward equals the jaxnet forward, the
 hand-written and raw gradients equal ``jax.grad``'s, every step returns the forward's
@@ -12,9 +12,6 @@ these tests enter that explicitly, keeping strict dtype and rank promotion.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,12 +19,7 @@ import pytest
 from _benchutil import bench_config
 
 import jaxnet
-
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `benchmarks` is a top-level package of the repo
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks import cases_layers  # noqa: E402
+from jaxnet.bench import cases_layers
 
 # Float32 gradients computed by different formulas sum in different orders (XLA
 # reassociates the reductions differently for each program), so they agree to a few

@@ -1,4 +1,4 @@
-"""The peers benchmark (``benchmarks/peers.py``): every peer agrees before timing.
+"""The peers benchmark (``jaxnet/bench/peers.py``): every peer agrees before timing.
 
 Correctness only, no timing thresholds: each importable peer (Flax NNX, Equinox,
 PyTorch eager) started from jaxnet's initial weights and stepped once gives jaxnet's
@@ -14,21 +14,14 @@ write it, and the peers' own code is not written for conftest's strict settings)
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import jax
 import numpy as np
 import pytest
 from _benchutil import bench_config
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `benchmarks` is a top-level package of the repo
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks import _report, peers  # noqa: E402
-from benchmarks._runner import RefusedToTime  # noqa: E402
-from benchmarks.cases import PEERS, SEED, families, select  # noqa: E402
+from jaxnet.bench import _report, peers
+from jaxnet.bench._runner import RefusedToTime
+from jaxnet.bench.cases import PEERS, SEED, families, select
 
 BATCH = 2  # tiny: the agreement check, not the timing
 

@@ -1,4 +1,4 @@
-"""The verify family (``benchmarks/verify.py``): every target reports a figure and a flag.
+"""The verify family (``jaxnet/bench/verify.py``): every target reports a figure and a flag.
 
 Structure only: no timing thresholds and no "met" assertions (machines are noisy, and
 the family reports NOT met honestly, with the number). The family runs once at its
@@ -17,20 +17,14 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import jax
 import pytest
 from _benchutil import bench_config
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `benchmarks` is a top-level package of the repo
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks import __main__ as bench_main  # noqa: E402
-from benchmarks import verify  # noqa: E402
-from benchmarks.cases import DEEP, PEERS, SEED, VERIFY, families, select  # noqa: E402
+from jaxnet.bench import _main as bench_main
+from jaxnet.bench import verify
+from jaxnet.bench.cases import DEEP, PEERS, SEED, VERIFY, families, select
 
 #: The quick targets, in table order (the tiny GPT, 2a and 2b, is full size only).
 QUICK_IDS = [

@@ -1,8 +1,9 @@
 """The protocol every gradient-step benchmark case follows (the runner consumes it).
 
-A case is built by a function ``build(quick: bool) -> Case`` registered in
-``benchmarks/cases.py``. Everything in a case is a pure function of ``args`` that the
-runner jits itself, so trace, compile and steady state can be timed apart.
+A built-in case is made by a function ``build(quick: bool) -> Case`` registered in
+``jaxnet/bench/cases.py``; a user's cases come from ``jaxnet bench --module``.
+Everything in a case is a pure function of ``args`` that the runner jits itself, so
+trace, compile and steady state can be timed apart.
 
 Implementations of the training step (``steps``), all ``step(*args) -> (new_params,
 loss)`` with the same SGD update ``p - lr * g``:
@@ -36,22 +37,33 @@ MATMULS = "matmuls_only"
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """One benchmark case.
+    """One benchmark case: implementations of the same step, to agree and then time.
+
+    Public as :class:`jaxnet.bench.Case`: a module passed to ``jaxnet bench --module``
+    declares ``CASES``, a list of these (or of functions ``build(quick) -> Case``).
+    Every function is a pure function of ``args``; the runner jits it itself, so
+    trace, compile and steady state are timed apart.
 
     Attributes:
       name: unique id used by ``--case``, e.g. ``"mlp_b128"``.
+      args: the arrays every function takes: usually ``(params, x, y)``.
+      steps: ``name -> step(*args) -> (new_params, loss)``; ``"autodiff"`` (the
+        model under ``jax.grad``) is required, the reference every other one is
+        checked against; ``"hand"`` (the hand-written backward) and ``"raw"`` (raw
+        JAX) get their ratio columns; any other name is an extra, reported beside.
+      grads: ``name -> grads(*args) -> gradient pytree`` for the agreement gate, in
+        one layout for all (``"autodiff"`` required). A step without a gradient
+        function is checked through its update ``args[0] - new_params`` instead.
+      forward: ``forward(*args) -> loss``, timed for the grad/forward ratio;
+        ``None`` leaves it out.
+      flops: exact FLOP counts, ``"forward"`` and ``"step"`` (forward + backward +
+        update), counted by hand, for GFLOP/s and the fraction of the machine's
+        matmul peak; empty leaves the rates out.
       family: groups cases for ``--case`` (``"mlp"`` selects every MLP case).
       description: one line for the report, e.g. ``"MLP 784-512-512-10, batch 128"``.
-      dtype: ``"float32"``.
+      dtype: the precision of the gradients (``"float32"`` or ``"float64"``), which
+        sets the agreement bound.
       shapes: named shapes for the JSON rows, e.g. ``{"x": (128, 784)}``.
-      args: the arrays every function takes: usually ``(params, x, y)``.
-      forward: ``forward(*args) -> loss`` (the jaxnet model's forward and loss).
-      steps: ``name -> step(*args) -> (new_params, loss)``; see the module doc.
-      grads: ``name -> grads(*args) -> gradient pytree`` for the agreement check
-        (same keys as ``steps``; an extra without a gradient function is checked
-        through its step's new parameters instead).
-      flops: exact FLOP counts: ``"forward"`` and ``"step"`` (forward + backward +
-        update; the first layer computes no input gradient), counted by hand.
       quick: included in ``--quick``.
       notes: anything the report should say (e.g. which XLA flag matters).
       matmuls: ``matmuls(*args) -> arrays``: the step's matmuls only (see the
@@ -59,15 +71,15 @@ class Case:
     """
 
     name: str
-    family: str
-    description: str
-    dtype: str
-    shapes: dict[str, tuple[int, ...]]
     args: tuple[Any, ...]
-    forward: Callable[..., Any]
     steps: dict[str, Callable[..., Any]]
     grads: dict[str, Callable[..., Any]]
-    flops: dict[str, int]
+    forward: Callable[..., Any] | None = None
+    flops: dict[str, int] = dataclasses.field(default_factory=dict)
+    family: str = "user"
+    description: str = ""
+    dtype: str = "float32"
+    shapes: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
     quick: bool = True
     notes: str = ""
     matmuls: Callable[..., Any] | None = None

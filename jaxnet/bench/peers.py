@@ -1,10 +1,10 @@
 """Peers: the MLP 784-512-512-10 in jaxnet, raw JAX, Flax NNX, Equinox and PyTorch.
 
-The model of :mod:`benchmarks.cases_mlp` (``Dense(512) Relu Dense(512) Relu
+The model of :mod:`jaxnet.bench.cases_mlp` (``Dense(512) Relu Dense(512) Relu
 Dense(10)``, softmax cross-entropy with integer labels, mean over the batch, SGD lr
 0.01, float32), written five ways:
 
-* ``jaxnet``: ``jax.jit`` of the ``autodiff`` step of :mod:`benchmarks.cases_mlp`;
+* ``jaxnet``: ``jax.jit`` of the ``autodiff`` step of :mod:`jaxnet.bench.cases_mlp`;
 * ``raw``: ``jax.jit`` of its raw-JAX step (``x @ w + b``, ``jax.nn``), the reference;
 * ``flax_nnx``: ``nnx.Linear`` layers, ``nnx.value_and_grad``,
   ``nnx.Optimizer(model, optax.sgd(lr), wrt=nnx.Param)``, the step under ``nnx.jit``;
@@ -18,19 +18,19 @@ not importable (skipped)``). Every peer starts from jaxnet's initial weights (co
 ``torch.nn.Linear`` and ``eqx.nn.Linear`` hold ``(out, in)`` weights, jaxnet and
 ``nnx.Linear`` ``(in, out)``) and one step from them must give jaxnet's loss and updated
 weights to 10x the float32 "analytic" tolerance, or the peers are refused
-(:class:`benchmarks._runner.RefusedToTime`), not timed.
+(:class:`jaxnet.bench._runner.RefusedToTime`), not timed.
 
 **Steady state.** Each implementation is a training loop: a call takes the current
 parameters, runs one step and keeps the new ones (functional for jaxnet and raw JAX,
 in place for the others), so no implementation can overlap a call with the next one
 more than a real loop would. Timed interleaved (PyTorch in a block of its own with
 raw JAX: its thread pool slows the next JAX step) at batch 1, 128 and 1024
-(:func:`benchmarks._timing.paired`), medians and min-max, ratios pair by pair against
+(:func:`jaxnet.bench._timing.paired`), medians and min-max, ratios pair by pair against
 raw JAX, and at batch 1 the per-step overhead in ms over raw JAX (pairwise
 differences: fixed per-step cost, dispatch and framework bookkeeping).
 
 **First-call compile.** The jaxnet and raw-JAX steps are traced and compiled
-(:func:`benchmarks._timing.compile_times`) a few times each, alternating, through fresh
+(:func:`jaxnet.bench._timing.compile_times`) a few times each, alternating, through fresh
 wrappers (no cache hit), median.
 
 **Fresh-process build + init** (:func:`init_times`): a child ``python -c`` per
@@ -349,7 +349,7 @@ def build(
 
     Returns:
       ``({name: (step, read)}, (params, x, y))``: the peers and jaxnet's initial
-      parameters and data (those of :mod:`benchmarks.cases_mlp`).
+      parameters and data (those of :mod:`jaxnet.bench.cases_mlp`).
     """
     case = mlp(batch)(False)
     params, x, y = case.args
@@ -401,7 +401,7 @@ def verify(peers: dict[str, Peer], args: tuple[Any, Any, Any]) -> dict[str, floa
     if bad:
         detail = ", ".join(f"{n}: {r:.3g}x the bound" for n, r in bad.items())
         raise RefusedToTime(
-            f"benchmarks.peers.verify: one step from jaxnet's initial weights should "
+            f"jaxnet.bench.peers.verify: one step from jaxnet's initial weights should "
             f"give jaxnet's loss and new weights to 10x the float32 analytic tolerance; "
             f"{detail}. Check the weight layout copied into the peer ((in, out) vs "
             "(out, in)), its loss and its learning rate; refusing to time."
@@ -642,7 +642,7 @@ def _run_child(lib: str, env: dict[str, str], timeout: float) -> dict[str, float
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(
-            f"benchmarks.peers.init_times: the {lib} child exited with "
+            f"jaxnet.bench.peers.init_times: the {lib} child exited with "
             f"{proc.returncode}; its stderr ends: {proc.stderr[-1500:]}"
         )
     rec = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -7,7 +7,7 @@ the measured figure beside its target; nothing is tuned to pass. The targets:
 1. **10M-parameter MLP** (Dense 1000-2000-2000-1500-1000, tanh, batch 8, mean softmax
    cross-entropy; 10.5M parameters), ``check_grads(loss, params, modes=("rev",
    "fwd"))`` over every leaf: wall time (a) of a fresh process (``python -m
-   benchmarks.verify --fresh-mlp``: interpreter start, imports, build, check, timed
+   jaxnet.bench.verify --fresh-mlp``: interpreter start, imports, build, check, timed
    from outside) <= 60 s, (b) of a second call in the same process <= 20 s; and no
    FAIL (the directions per leaf are reported).
 2. **tiny GPT** as ``examples/tiny_gpt.py`` builds it (its ``make_model``, default
@@ -49,17 +49,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import importlib.util
 import json
 import math
-import os
 import re
 import resource
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -73,7 +70,6 @@ from jaxnet.testing import check_grads
 from ._report import md_table
 
 NAME = "verify"
-ROOT = Path(__file__).resolve().parent.parent
 _JSON_TAG = "VERIFY_JSON "
 _COMPILE_EVENTS = (
     "/jax/core/compile/jaxpr_trace_duration",
@@ -315,16 +311,10 @@ def fresh_mlp(widths: tuple[int, ...], batch: int, bias: bool = True) -> dict[st
 
 
 def _child(args: list[str], timeout: float = 900.0) -> tuple[dict[str, Any], float]:
-    """Run ``python -m benchmarks.verify ARGS`` fresh; its JSON and the wall seconds."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(ROOT), env.get("PYTHONPATH", "")])
-    )
+    """Run ``python -m jaxnet.bench.verify ARGS`` fresh; its JSON and the wall seconds."""
     t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.verify", *args],
-        cwd=ROOT,
-        env=env,
+    proc = subprocess.run(  # jaxnet is installed: any directory will do
+        [sys.executable, "-m", "jaxnet.bench.verify", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -334,7 +324,7 @@ def _child(args: list[str], timeout: float = 900.0) -> tuple[dict[str, Any], flo
         if line.startswith(_JSON_TAG):
             return json.loads(line[len(_JSON_TAG) :]), wall
     raise RuntimeError(
-        f"benchmarks.verify {' '.join(args)}: exit {proc.returncode}, no result; "
+        f"jaxnet.bench.verify {' '.join(args)}: exit {proc.returncode}, no result; "
         f"stderr: {proc.stderr[-2000:]}"
     )
 
@@ -376,12 +366,10 @@ def mlp_targets(cfg: Config, say: Callable[[str], None]) -> dict[str, Any]:
 
 
 def _tiny_gpt() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "_verify_tiny_gpt", ROOT / "examples" / "tiny_gpt.py"
-    )
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+    """``examples/tiny_gpt.py``'s data and model, as shipped in the package."""
+    from . import _tiny_gpt
+
+    return _tiny_gpt
 
 
 def gpt_problem(
@@ -1243,8 +1231,8 @@ def format_verify(row: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m benchmarks.verify``: the family, or one of its child processes."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.verify")
+    """``python -m jaxnet.bench.verify``: the family, or one of its child processes."""
+    p = argparse.ArgumentParser(prog="python -m jaxnet.bench.verify")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--fresh-mlp", metavar="WIDTHS", help="(child) check the MLP once")
     p.add_argument("--batch", type=int, default=FULL.mlp_batch)

@@ -238,7 +238,7 @@ def seed_table(rows: list[dict[str, Any]]) -> str:
 
 
 def peers_table(rows: list[dict[str, Any]]) -> str:
-    """The peers case (:mod:`benchmarks.peers`) as markdown, "" when absent.
+    """The peers case (:mod:`jaxnet.bench.peers`) as markdown, "" when absent.
 
     Tables: "Peers" (implementation, batch, ms per step, vs raw JAX pair by pair,
     ms over raw JAX at batch 1), first-call trace + compile of jaxnet vs raw JAX,
@@ -328,7 +328,7 @@ def peers_table(rows: list[dict[str, Any]]) -> str:
 
 
 def deep_table(rows: list[dict[str, Any]]) -> str:
-    """The deep case (:mod:`benchmarks.deep`) as markdown, "" when absent.
+    """The deep case (:mod:`jaxnet.bench.deep`) as markdown, "" when absent.
 
     Example:
       >>> deep_table([])
@@ -505,7 +505,7 @@ def write(
       out_dir: created if missing.
       rows: result rows (every one already carries the environment).
       env: the environment, for the markdown header.
-      peak: the matmul peak (:func:`benchmarks._peak.matmul_peak`), if measured.
+      peak: the matmul peak (:func:`jaxnet.bench._peak.matmul_peak`), if measured.
 
     Returns:
       ``{"json", "markdown", "plots"}``: the paths written; ``plots`` is ``None`` when

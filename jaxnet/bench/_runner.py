@@ -1,4 +1,4 @@
-"""Run one :class:`~benchmarks._case.Case`: agree first, then compile, time and count.
+"""Run one :class:`~jaxnet.bench._case.Case`: agree first, then compile, time and count.
 
 The method, for every case:
 
@@ -12,7 +12,7 @@ The method, for every case:
    ``.lower().compile()``), each timed.
 3. **Steady state**: the compiled functions are warmed up, then timed interleaved
    (A B C A B C ..., rotating order), each call blocked on its whole output
-   (:func:`benchmarks._timing.paired`). Median and min-max; ratios pair by pair.
+   (:func:`jaxnet.bench._timing.paired`). Median and min-max; ratios pair by pair.
 4. **Counts**: achieved GFLOP/s from the case's hand-counted FLOPs, as a fraction of
    this machine's matmul peak; XLA's ``cost_analysis()`` FLOPs of each compiled
    function beside it; XLA's ``memory_analysis()`` of each compiled step.
@@ -187,7 +187,9 @@ def check_agreement(
         if name in case.grads:
             got = jax.device_get(jax.jit(case.grads[name])(*case.args))
             diffs[name] = 0.0 if name == "autodiff" else max_rel_diff(got, ref)
-            ratios_[name] = 0.0 if name == "autodiff" else allclose_ratio(got, ref)
+            ratios_[name] = (
+                0.0 if name == "autodiff" else allclose_ratio(got, ref, case.dtype)
+            )
     missing = [n for n in case.steps if n not in case.grads]
     if missing:
         params = case.args[0]
@@ -200,7 +202,7 @@ def check_agreement(
         for name in missing:
             got_update = update(case.steps[name])
             diffs[name] = max_rel_diff(got_update, ref_update)
-            ratios_[name] = allclose_ratio(got_update, ref_update)
+            ratios_[name] = allclose_ratio(got_update, ref_update, case.dtype)
     if ratios_out is not None:
         ratios_out.update(ratios_)
     bad = {n: r for n, r in ratios_.items() if not r <= 1.0}
@@ -210,7 +212,7 @@ def check_agreement(
         )
         raise RefusedToTime(
             f"run_case({case.name}): gradients disagree with autodiff ({detail}; bound "
-            f"|a - b| <= {AGREEMENT_FACTOR:g} (atol + rtol |b|), the float32 analytic "
+            f"|a - b| <= {AGREEMENT_FACTOR:g} (atol + rtol |b|), the {case.dtype} analytic "
             "tolerance); refusing to time. Fix the implementation (or its mapping "
             "into jaxnet's tree) first."
         )
@@ -265,9 +267,9 @@ def _flops_key(name: str) -> str:
     return {"forward": "forward", MATMULS: "matmul"}.get(name, "step")
 
 
-def _ratio_pairs(steps: list[str]) -> list[tuple[str, str, str]]:
+def _ratio_pairs(steps: list[str], forward: bool = True) -> list[tuple[str, str, str]]:
     """(label, numerator, denominator) of every ratio a case reports."""
-    pairs = [("grad/forward", "autodiff", "forward")]
+    pairs = [("grad/forward", "autodiff", "forward")] if forward else []
     if "hand" in steps:
         pairs.insert(0, ("autodiff/hand", "autodiff", "hand"))
     if "raw" in steps:
@@ -288,10 +290,10 @@ def run_case(
     """Verify, compile and time one case; return its result row.
 
     Args:
-      case: the case (see :mod:`benchmarks._case`).
+      case: the case (see :mod:`jaxnet.bench._case`).
       repeats: interleaved rounds (every function once per round).
       min_time: seconds each function runs per round.
-      peak_gflops: this machine's matmul peak (:func:`benchmarks._peak.matmul_peak`);
+      peak_gflops: this machine's matmul peak (:func:`jaxnet.bench._peak.matmul_peak`);
         ``None`` leaves the fractions of peak out.
 
     Returns:
@@ -306,7 +308,8 @@ def run_case(
     t_start = time.perf_counter()
     agreement: dict[str, float] = {}
     diffs = check_agreement(case, ratios_out=agreement)
-    fns_src = {"forward": case.forward, **case.steps}
+    fns_src = {"forward": case.forward} if case.forward is not None else {}
+    fns_src.update(case.steps)
     if case.matmuls is not None:
         fns_src[MATMULS] = case.matmuls
     compiled, comp, xflops, memory = {}, {}, {}, {}
@@ -320,14 +323,16 @@ def run_case(
     time_s = {k: summary(v) for k, v in times.items()}
     rat = {
         label: ratios(times[a], times[b])
-        for label, a, b in _ratio_pairs(list(case.steps))
+        for label, a, b in _ratio_pairs(list(case.steps), case.forward is not None)
     }
     if MATMULS in times:
         rat[f"autodiff/{MATMULS}"] = ratios(times["autodiff"], times[MATMULS])
     gflops: dict[str, dict[str, float]] = {}
     frac: dict[str, dict[str, float]] = {}
     for name, t in time_s.items():
-        n = case.flops[_flops_key(name)]
+        n = case.flops.get(_flops_key(name))
+        if not n:  # no FLOP count given: no rate
+            continue
         # the fastest time gives the highest rate: min/max swap
         g = {
             "median": n / t["median"] / 1e9,
@@ -338,7 +343,9 @@ def run_case(
         if peak_gflops:
             frac[name] = {k: v / peak_gflops for k, v in g.items()}
     flops_check = {
-        name: (xflops[name] / case.flops[_flops_key(name)]) if xflops[name] else None
+        name: (xflops[name] / case.flops[_flops_key(name)])
+        if xflops[name] and case.flops.get(_flops_key(name))
+        else None
         for name in fns_src
     }
     return {

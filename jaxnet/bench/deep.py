@@ -23,7 +23,7 @@ The case, in order:
 1. **Agreement** at the memory depth (12): the loss and every gradient leaf of each
    variant against ``scan``, elementwise ``|a - r| <= atol + rtol |r|`` with the
    float32 tolerance of :func:`jaxnet.testing.tolerance` (no extra factor). Any
-   disagreement refuses the case (:class:`benchmarks._runner.RefusedToTime`):
+   disagreement refuses the case (:class:`jaxnet.bench._runner.RefusedToTime`):
    nothing is timed.
 2. **Compile time vs depth** ``N in (1, 2, 4, 8, 12)``: the gradient step traced
    (``jit(...).trace(...).lower()``) and compiled, seconds, scan and unroll
@@ -39,7 +39,7 @@ The case, in order:
    variant, beside a hand estimate of the activations autodiff keeps per block
    (:func:`activation_estimate`).
 4. **Steady state** at ``N = 12``: the four compiled steps and the scanned forward
-   (the loss alone), interleaved (:func:`benchmarks._timing.paired`), median and
+   (the loss alone), interleaved (:func:`jaxnet.bench._timing.paired`), median and
    min-max; ratios to ``scan`` pair by pair, and remat's extra time in forwards,
    ``(remat - scan) / forward`` pair by pair (about 1: remat re-runs the forward).
 
@@ -127,7 +127,7 @@ def model(cfg: Config, num: int, variant: str) -> jaxnet.Layer:
         )
     else:
         raise ValueError(
-            f"benchmarks.deep.model: Config.block must be 'transformer' or "
+            f"jaxnet.bench.deep.model: Config.block must be 'transformer' or "
             f"'dense_tanh', got {cfg.block!r}."
         )
     return jaxnet.Stack(block, num, **VARIANTS[variant])
@@ -253,7 +253,7 @@ def verify(
     if bad:
         detail = ", ".join(f"{v}: {r:.3g}x the bound" for v, r in bad.items())
         raise RefusedToTime(
-            f"benchmarks.deep.verify: every variant at depth {num} should give scan's "
+            f"jaxnet.bench.deep.verify: every variant at depth {num} should give scan's "
             f"loss and gradients to |a - r| <= atol + rtol |r| (float32: rtol "
             f"{tol.rtol:g}, atol {tol.atol:g}); {detail}. Check Stack's unroll/remat "
             "paths against the scanned one; refusing to time."
@@ -300,7 +300,7 @@ def compile_sweep(
     cache = persistent_cache()
     if cache["enabled"]:
         raise RefusedToTime(
-            f"benchmarks.deep.compile_sweep: JAX's persistent compilation cache is on "
+            f"jaxnet.bench.deep.compile_sweep: JAX's persistent compilation cache is on "
             f"(dir {cache['dir']!r}), so compile times could be read from disk; unset "
             "JAX_COMPILATION_CACHE_DIR (or jax_compilation_cache_dir) and rerun."
         )
@@ -324,7 +324,7 @@ def compile_sweep(
             )
     if hits[0]:
         raise RefusedToTime(
-            f"benchmarks.deep.compile_sweep: {hits[0]} compiles came from JAX's "
+            f"jaxnet.bench.deep.compile_sweep: {hits[0]} compiles came from JAX's "
             "persistent cache; the compile times are not fresh. Turn the cache off."
         )
     per = {

@@ -1,6 +1,6 @@
 """Per-layer gradient-step cases: LayerNorm, attention, a GPT block, a conv, an LSTM.
 
-Each case follows :mod:`benchmarks._case`: ``args = (params, x, y)`` (``layernorm_dx``:
+Each case follows :mod:`jaxnet.bench._case`: ``args = (params, x, y)`` (``layernorm_dx``:
 ``(params, y)``, see below), a float32 SGD step ``p - lr * g`` on
 ``mean(jaxnet.losses.mse(model(params, x), y))`` against a fixed random target of
 the output's shape, written three ways:
@@ -663,7 +663,7 @@ CASES: dict[str, Callable[[bool], Case]] = {
 def xla_flops(fn: Callable[..., Any], args: tuple[Any, ...]) -> float:
     """XLA's own count for ``jax.jit(fn)``: its "flops" plus "transcendentals".
 
-    The runner's :func:`benchmarks._runner.xla_flops` reads ``cost_analysis()``;
+    The runner's :func:`jaxnet.bench._runner.xla_flops` reads ``cost_analysis()``;
     absent keys count 0.
     """
     compiled = jax.jit(fn).lower(*args).compile()

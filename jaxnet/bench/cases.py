@@ -1,14 +1,14 @@
 """The registry of benchmark cases, and ``--case`` name resolution.
 
 :data:`CASES` maps a case name to ``build(quick: bool) -> Case`` (see
-:mod:`benchmarks._case`); it merges :mod:`benchmarks.cases_mlp` and, when present,
-:mod:`benchmarks.cases_layers`. The seed case (:mod:`benchmarks.seed`) does not follow
+:mod:`jaxnet.bench._case`); it merges :mod:`jaxnet.bench.cases_mlp` and, when present,
+:mod:`jaxnet.bench.cases_layers`. The seed case (:mod:`jaxnet.bench.seed`) does not follow
 the ``Case`` protocol (it times whole training runs); :func:`select` names it
-:data:`SEED`. Nor does the peers case (:mod:`benchmarks.peers`: the MLP in jaxnet, raw
+:data:`SEED`. Nor does the peers case (:mod:`jaxnet.bench.peers`: the MLP in jaxnet, raw
 JAX, Flax NNX, Equinox and PyTorch, and fresh-process init times), named
-:data:`PEERS`, nor the deep case (:mod:`benchmarks.deep`: a stack of transformer
+:data:`PEERS`, nor the deep case (:mod:`jaxnet.bench.deep`: a stack of transformer
 blocks scanned vs unrolled, compile time vs depth, memory with remat), named
-:data:`DEEP`, nor the verify family (:mod:`benchmarks.verify`: the gradient checker's
+:data:`DEEP`, nor the verify family (:mod:`jaxnet.bench.verify`: the gradient checker's
 verification targets), named :data:`VERIFY`.
 """
 
@@ -28,7 +28,7 @@ VERIFY = "verify"
 CASES: dict[str, Callable[[bool], Case]] = dict(_MLP_CASES)
 #: ``name -> families`` it belongs to (without building it): the name's prefix before
 #: the first ``_`` (``mlp_b128`` -> ``mlp``), plus ``layers`` for every case of
-#: :mod:`benchmarks.cases_layers`.
+#: :mod:`jaxnet.bench.cases_layers`.
 FAMILIES: dict[str, set[str]] = {n: {n.split("_", 1)[0]} for n in CASES}
 try:
     from .cases_layers import CASES as _LAYER_CASES
@@ -76,7 +76,7 @@ def select(names: Iterable[str] | None) -> list[str]:
             chosen |= {n for n in CASES if value in FAMILIES[n]}
         else:
             raise SystemExit(
-                f"benchmarks --case: unknown case or family {value!r}. Cases: "
+                f"jaxnet bench --case: unknown case or family {value!r}. Cases: "
                 f"{', '.join(CASES)}; families: {', '.join(families())}; or 'all'."
             )
     extra = [n for n in (DEEP, VERIFY, PEERS, SEED) if n in chosen]
