@@ -133,3 +133,36 @@ def test_table_and_selection(row, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench_main, "select", lambda names: [VERIFY])
     assert bench_main.main(["--quick"]) == 0
     assert calls == []
+
+
+def test_packaged_tiny_gpt_is_the_examples():
+    """``jaxnet/bench/_tiny_gpt.py`` (installed; examples/ is not) gives what
+    ``examples/tiny_gpt.py`` gives: the same text ids, windows, model and loss."""
+    import importlib.util
+    from pathlib import Path
+
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxnet.bench import _tiny_gpt as ours
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "tiny_gpt.py"
+    spec = importlib.util.spec_from_file_location("_tiny_gpt_example", path)
+    ex = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ex)
+    text = ours.load_text()
+    assert text == ex.load_text() and ours.make_vocab(text) == ex.make_vocab(text)
+    vocab = ours.make_vocab(text)
+    ids = ours.encode(text, vocab)
+    np.testing.assert_array_equal(ids, ex.encode(text, vocab))
+    starts = ours.eval_starts(len(ids), 16, 3)
+    np.testing.assert_array_equal(starts, ex.eval_starts(len(ids), 16, 3))
+    xs, ys = ours.windows(ids, starts, 16)
+    np.testing.assert_array_equal(xs, ex.windows(ids, starts, 16)[0])
+    with bench_config():
+        a, b = (m.make_model(len(vocab), 16, 1, 2, 16) for m in (ours, ex))
+        _, pa = a.init(jax.random.key(0), (None, 16))
+        _, pb = b.init(jax.random.key(0), (None, 16))
+        la = ours.char_loss(a.apply(pa, jnp.asarray(xs)), jnp.asarray(ys))
+        lb = ex.char_loss(b.apply(pb, jnp.asarray(xs)), jnp.asarray(ys))
+    np.testing.assert_array_equal(la, lb)
