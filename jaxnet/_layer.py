@@ -194,8 +194,15 @@ def _check_options(layer: Layer, kwargs: dict[str, Any]) -> None:
     ``trian=True`` would otherwise run silently in evaluation mode)."""
     if layer.options is None:  # a layer that forwards options it does not declare
         return
-    valid = sorted(layer.options | UNIVERSAL_OPTIONS)
-    for name in sorted(set(kwargs) - set(valid)):
+    valid = layer.options | UNIVERSAL_OPTIONS
+    if not layer.stateful:  # combinators take state= for stateful sub-layers only
+        valid = valid - {"state"}
+    given = set(kwargs)
+    empty = kwargs.get("state") is None or kwargs.get("state") == {}
+    if "state" in given and not layer.stateful and empty:
+        given.discard("state")  # state=None or {} from generic code: harmless
+    valid = sorted(valid)
+    for name in sorted(given - set(valid)):
         close = difflib.get_close_matches(name, valid, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise TypeError(

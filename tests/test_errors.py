@@ -601,6 +601,21 @@ def test_unknown_option_is_refused_with_a_suggestion():
     assert "unknown option mask=" in text and "accepts: key, train." in text
 
 
+def test_state_is_an_option_of_stateful_models_only():
+    """A model without state lists no ``state`` option, tolerates the empty state
+    generic code passes, and refuses real state (it would be dropped silently)."""
+    model = mlp(8)
+    params, x = init(model, (None, 4)), jnp.ones((2, 4))
+    for empty in (None, {}):
+        assert model.apply(params, x, state=empty).shape == (2, 3)
+    text = raises(TypeError, model.apply, params, x, state={"a": jnp.ones(2)})
+    assert "unknown option state=" in text and "accepts: key, train." in text
+    bn = jaxnet.serial(jaxnet.Dense(3), jaxnet.BatchNorm())
+    _, state = bn.init_state((None, 4))
+    text = raises(TypeError, bn.apply, init(bn, (None, 4)), x, stat=state)
+    assert "accepts: key, state, train. Did you mean 'state'?" in text
+
+
 def test_options_read_by_a_sub_layer_are_accepted():
     attn = jaxnet.serial(jaxnet.MultiHeadAttention(2), jaxnet.Dense(4))
     params = init(attn, (None, 3, 4))
