@@ -153,6 +153,7 @@ from ._train import evaluate as evaluate  # noqa: E402
 from ._train import jit_step as jit_step  # noqa: E402
 from ._train import make_eval_step as make_eval_step  # noqa: E402
 from ._train import make_train_step as make_train_step  # noqa: E402
+from ._train import per_example_grads as per_example_grads  # noqa: E402
 from ._train import split_key as split_key  # noqa: E402
 from ._train import train_scan as train_scan  # noqa: E402
 
@@ -174,6 +175,7 @@ __all__ += [
     "jit_step",
     "make_eval_step",
     "make_train_step",
+    "per_example_grads",
     "split_key",
     "train_scan",
 ]

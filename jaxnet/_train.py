@@ -214,8 +214,10 @@ def _global_norm(tree: Any) -> Array:
     return jnp.sqrt(sum(jnp.sum(jnp.square(leaf.astype(dt))) for leaf in leaves))
 
 
-def _reduce(per_example: Array, reduction: str) -> Array:
-    return jnp.mean(per_example) if reduction == "mean" else jnp.sum(per_example)
+def _reduce(per_example: Array, reduction: str, axis: int | None = None) -> Array:
+    if reduction == "mean":
+        return jnp.mean(per_example, axis=axis)
+    return jnp.sum(per_example, axis=axis)
 
 
 def _check_state_arg(fn: str, model: Layer, state: Any) -> None:
@@ -232,6 +234,122 @@ def _check_state_arg(fn: str, model: Layer, state: Any) -> None:
         )
 
 
+def _per_example_fn(
+    fn: str,
+    model: Layer,
+    loss: Callable[..., Array],
+    policy: Policy | None,
+    train: bool,
+) -> Callable[..., tuple[Array, Params, Any]]:
+    """``run(params, x, y, key) -> (losses (n,), grads (n, ...), outputs (n, ...))``.
+
+    Each example runs as a batch of one under ``jax.vmap`` (so layers that need a batch
+    axis work unchanged), with its own key (``jax.random.split(key, n)``): dropout
+    draws each example's mask independently, as in the batched step."""
+    if model.stateful and train:
+        raise ValueError(
+            f"{fn}: {model.desc} keeps batch statistics (BatchNorm): in training they "
+            "mix the examples of a batch, so a per-example gradient is not defined "
+            "(the reason DP-SGD libraries refuse BatchNorm). Use LayerNorm or "
+            "GroupNorm, or compute with train=False."
+        )
+
+    def one(params: Params, xi: Any, yi: Any, ki: Any) -> tuple[Array, Any]:
+        def objective(p: Params) -> tuple[Array, Any]:
+            xb, yb = jax.tree.map(lambda a: a[None], (xi, yi))
+            out, _ = _forward(model, policy, p, xb, key=ki, state=None, train=train)
+            return loss(out, yb)[0], jax.tree.map(lambda a: a[0], out)
+
+        (value, out), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        return value, grads, out
+
+    def run(params: Params, x: Any, y: Any, key: PRNGKey | None) -> Any:
+        n = _num_examples(fn, x, y)
+        keys = None if key is None else jax.random.split(key, n)
+        return jax.vmap(one, in_axes=(None, 0, 0, None if key is None else 0))(
+            params, x, y, keys
+        )
+
+    return run
+
+
+def per_example_grads(
+    model: Layer,
+    loss: Callable[..., Array],
+    *,
+    train: bool = True,
+    policy: Policy | str | None = None,
+) -> Callable[..., tuple[Array, Params]]:
+    """Per-example losses and gradients of any jaxnet model and loss.
+
+    ``grads[k][i]`` is the gradient of example ``i``'s loss alone, ``loss(model(x[i]),
+    y[i])``: ``jax.vmap`` of ``jax.grad`` over the batch, each example run as a batch
+    of one with its own PRNG key (``jax.random.split(key, n)``). This is what DP-SGD
+    clips (``optax.contrib.dpsgd``), and what influence and gradient-noise studies
+    need. Stateful models (BatchNorm) are refused in training: their batch statistics
+    mix examples, so no per-example gradient exists.
+
+    Args:
+      model: any stateless jaxnet model.
+      loss: ``loss(outputs, targets) -> per-example losses``.
+      train: run the model in training mode (dropout on; needs ``key=``).
+      policy: a :class:`Policy` or compute dtype, as in :func:`make_train_step`.
+
+    Returns:
+      ``fn(params, x, y, *, key=None) -> (losses, grads)``, ``losses`` of shape
+      ``(n,)`` and ``grads`` shaped like ``params`` with a leading axis ``n`` on every
+      leaf. Pure: jit it.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jaxnet
+      >>> model = jaxnet.Dense(1, w_init=jax.nn.initializers.ones)
+      >>> _, params = model.init(jax.random.key(0), (None, 2))
+      >>> fn = jaxnet.per_example_grads(model, jaxnet.losses.mse)
+      >>> x, y = jnp.array([[1.0, 0.0], [0.0, 2.0]]), jnp.zeros((2, 1))
+      >>> losses, grads = fn(params, x, y)
+      >>> losses, grads["w"].shape        # (w.x)^2 per example; d/dw = 2 (w.x) x
+      (Array([1., 4.], dtype=float32), (2, 2, 1))
+      >>> grads["w"][:, :, 0]
+      Array([[2., 0.],
+             [0., 8.]], dtype=float32)
+    """
+    run = _per_example_fn("per_example_grads", model, loss, Policy.of(policy), train)
+
+    def fn(params: Params, x: Any, y: Any, *, key: PRNGKey | None = None) -> Any:
+        losses, grads, _ = run(params, x, y, key)
+        return losses, grads
+
+    return fn
+
+
+def _check_aggregated(
+    optimizer: optax.GradientTransformation, grads: Params, opt_state: Any, params: Any
+) -> None:
+    """Per-example gradients must be aggregated by the optimizer (DP-SGD does):
+    otherwise it fails on the batch axis, or ``apply_updates`` broadcasts the batch
+    axis into the params. Checked on shapes alone (``jax.eval_shape``)."""
+    hint = (
+        "it did not aggregate the per-example gradients. Put an aggregating "
+        "transformation first, e.g. optax.contrib.dpsgd(...) or optax.chain(optax."
+        "contrib.differentially_private_aggregate(...), ...)."
+    )
+    try:
+        updates, _ = jax.eval_shape(optimizer.update, grads, opt_state, params)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the likely cause
+        raise ShapeError(
+            f"train step (per_example=True): the optimizer failed on gradients with "
+            f"a leading batch axis ({type(exc).__name__}: {str(exc)[:200]}); {hint}"
+        ) from exc
+    ups = jax.tree_util.tree_flatten_with_path(updates)[0]
+    for (path, u), p in zip(ups, jax.tree.leaves(params), strict=True):
+        if tuple(u.shape) != tuple(jnp.shape(p)):
+            raise ShapeError(
+                f"train step (per_example=True): the optimizer returned an update of "
+                f"shape {tuple(u.shape)} for params{jax.tree_util.keystr(path)} of "
+                f"shape {tuple(jnp.shape(p))}: {hint}"
+            )
+
+
 def make_train_step(
     model: Layer,
     loss: Callable[..., Array],
@@ -241,6 +359,7 @@ def make_train_step(
     metrics: Mapping[str, Metric] | None = None,
     policy: Policy | str | None = None,
     gradients: str = "autodiff",
+    per_example: bool = False,
 ) -> Callable[..., tuple[Any, ...]]:
     """A pure train step: forward, loss, gradient, Optax update.
 
@@ -257,6 +376,12 @@ def make_train_step(
       gradients: ``"autodiff"`` (``jax.value_and_grad``) or ``"analytic"`` (the
         hand-written backward of :mod:`jaxnet.analytic`; built-in layers and losses
         only, no policy).
+      per_example: give the optimizer per-example gradients (a leading batch axis on
+        every leaf, see :func:`per_example_grads`) instead of the batch's: what
+        ``optax.contrib.dpsgd`` (DP-SGD: clip each example's gradient, add noise,
+        average) expects. The optimizer must aggregate them (else a ``ShapeError``
+        at trace time); ``grad_norm`` is then the norm of the batch gradient (the
+        mean, or the sum for ``reduction="sum"``, of the per-example ones).
 
     Returns:
       ``step(params, opt_state, batch, *, key=None) -> (params, opt_state, metrics)``
@@ -298,7 +423,17 @@ def make_train_step(
             "make_train_step: a dtype policy needs gradients='autodiff'; the analytic "
             "path computes in the parameters' dtype."
         )
+    if per_example and gradients != "autodiff":
+        raise ValueError(
+            "make_train_step: per_example=True needs gradients='autodiff' (jax.vmap "
+            "of jax.grad)."
+        )
     extra = dict(metrics or {})
+    per_ex = (
+        _per_example_fn("make_train_step", model, loss, policy, True)
+        if per_example
+        else None
+    )
     analytic_vg = (
         _analytic.value_and_grad(model, loss, reduction=reduction)
         if gradients == "analytic"
@@ -321,7 +456,12 @@ def make_train_step(
     ) -> tuple[Any, ...]:
         _check_state_arg("train step", model, state)
         x, y = _split_batch("train step", batch)
-        if analytic_vg is None:
+        batch_grads = None
+        if per_ex is not None:
+            losses, grads, out = per_ex(params, x, y, key)
+            value, new_state = _reduce(losses, reduction), None
+            batch_grads = jax.tree.map(lambda g: _reduce(g, reduction, 0), grads)
+        elif analytic_vg is None:
             (value, (out, new_state)), grads = jax.value_and_grad(
                 objective, has_aux=True
             )(params, x, y, key, state)
@@ -336,9 +476,12 @@ def make_train_step(
                 out, _ = _forward(
                     model, None, params, x, key=key, state=state, train=True
                 )
+        if per_ex is not None:
+            _check_aggregated(optimizer, grads, opt_state, params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        m = {"loss": value.astype(jnp.float32), "grad_norm": _global_norm(grads)}
+        norm = _global_norm(grads if batch_grads is None else batch_grads)
+        m = {"loss": value.astype(jnp.float32), "grad_norm": norm}
         for name, fn in extra.items():
             m[name] = jnp.mean(fn(out, y)).astype(jnp.float32)
         if model.stateful:
