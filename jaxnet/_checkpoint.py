@@ -54,6 +54,12 @@ narrowed to 32 bits. Python scalars come back as Python scalars. With ``like=``,
 the tree comes back with ``like``'s structure (so optax states are real NamedTuples
 again) after every path, shape and dtype has been checked.
 
+Limits, checked on save and on load: trees and metadata nest at most 100 containers
+deep, text must be valid UTF-8 (no lone surrogates), metadata ints have at most 4300
+digits, and shapes are ones numpy can build. A file whose checksum matches but whose
+header breaks a rule (it was edited) is refused with a :class:`CheckpointError`,
+never loaded as something other than what it declares.
+
 Writes are atomic: the file is written to a temporary file in the same directory,
 flushed, ``fsync``-ed, and renamed over the target, so a crash leaves either the
 old file or the new one, never a mix. The whole file is read into memory to load it.
@@ -87,6 +93,12 @@ _PREFIX = 20  # magic (8) + version (4) + header length (8)
 _DIGEST = 32  # sha256
 _ALIGN = 64
 _MAX_ERRORS = 10
+#: How deep a tree or the metadata may nest containers. Real trees (optax states,
+#: nested models) stay far below it; the limit keeps every reader and writer far from
+#: Python's recursion limit, so a crafted file cannot raise ``RecursionError``.
+_MAX_DEPTH = 100
+_MAX_NDIM = 64  # numpy's limit
+_MAX_NBYTES = 2**63 - 1  # numpy's limit on an array's size in bytes (dims > 0)
 
 _STANDARD_DTYPES = (
     "bool",
@@ -184,9 +196,14 @@ def _leaf_record(x: Any, path: str) -> tuple[dict[str, Any], np.ndarray]:
         return {"kind": "bool", "shape": [], "dtype": "bool"}, np.array(x, np.bool_)
     if isinstance(x, int):
         if not -(2**63) <= x < 2**63:
+            shown = (
+                f"the Python int {x}"
+                if _int_digits(x) <= 40
+                else f"a Python int of {_int_digits(x)} digits"
+            )
             raise CheckpointError(
-                f"{where} is the Python int {x}, outside the int64 range that "
-                "checkpoints store. Store it as a string in metadata= instead."
+                f"{where} is {shown}, outside the int64 range that checkpoints "
+                "store. Store it as a string in metadata= instead."
             )
         return {"kind": "int", "shape": [], "dtype": "int64"}, np.array(x, np.int64)
     if isinstance(x, float):
@@ -231,17 +248,105 @@ def _leaf_record(x: Any, path: str) -> tuple[dict[str, Any], np.ndarray]:
     )
 
 
+def _utf8_problem(text: str) -> str:
+    """Why ``text`` cannot be written as UTF-8 ("" if it can)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return (
+            f"holding the lone surrogate {text[e.start]!r} at index {e.start}, which "
+            "UTF-8 cannot encode (e.g. a file name decoded with "
+            "errors='surrogateescape'); re-decode it with errors='replace' or "
+            "encode it as text first"
+        )
+    return ""
+
+
+def _int_digits(x: int) -> int:
+    """The number of decimal digits of ``x`` (without ``str``, which refuses huge
+    ints)."""
+    n = abs(x)
+    if n < 10:
+        return 1
+    d = int(math.log10(n)) + 1
+    if 10 ** (d - 1) > n:
+        d -= 1
+    elif 10**d <= n:
+        d += 1
+    return d
+
+
+def _short(where: str) -> str:
+    return where if len(where) <= 80 else where[:60] + "..."
+
+
+def _circular(x: Any, active: dict[int, str], what: str) -> CheckpointError | None:
+    """The error for ``x`` when it is a container already open above ``here``."""
+    if id(x) not in active:
+        return None
+    return CheckpointError(
+        f"jaxnet.save: {what} contains itself: it is {active[id(x)]} again (a "
+        "circular reference), which a file cannot hold. Break the cycle, or save a "
+        "copy without the back-reference."
+    )
+
+
 def _encode(
-    x: Any, parts: tuple[str, ...], leaves: list[tuple[str, dict, np.ndarray]]
+    x: Any,
+    parts: tuple[str, ...],
+    leaves: list[tuple[str, dict, np.ndarray]],
+    active: dict[int, str] | None = None,
 ) -> Any:
-    """The JSON structure of ``x``; appends ``(path, record, bytes)`` to ``leaves``."""
+    """The JSON structure of ``x``; appends ``(path, record, bytes)`` to ``leaves``.
+
+    ``active`` maps the id of each container being encoded (above ``x``) to its
+    description, to refuse circular trees instead of recursing forever."""
+    if active is None:
+        active = {}
     if x is None:
         return None
+    container = _is_namedtuple(x) or isinstance(x, Mapping | tuple | list)
+    if len(parts) > _MAX_DEPTH or (container and len(parts) == _MAX_DEPTH):
+        raise CheckpointError(
+            f"jaxnet.save: the tree is nested more than {_MAX_DEPTH} containers deep "
+            f"at {_short(_join(parts))} (depth {len(parts)}); checkpoints hold trees "
+            f"up to {_MAX_DEPTH} levels. Flatten it, e.g. into a dict keyed by path."
+        )
+    if container:
+        kind = (
+            "NamedTuple" if _is_namedtuple(x)
+            else "dict" if isinstance(x, Mapping)
+            else "tuple" if isinstance(x, tuple)
+            else "list"
+        )  # fmt: skip
+        desc = f"the {kind} at {_show(_short(_join(parts)))}"
+        err = _circular(x, active, desc)
+        if err is not None:
+            raise err
+        active[id(x)] = desc
+        try:
+            return _encode_container(x, parts, leaves, active, desc)
+        finally:
+            del active[id(x)]
+    path = _join(parts)
+    record, data = _leaf_record(x, path)
+    leaves.append((path, record, data))
+    return len(leaves) - 1
+
+
+def _encode_container(
+    x: Any,
+    parts: tuple[str, ...],
+    leaves: list[tuple[str, dict, np.ndarray]],
+    active: dict[int, str],
+    desc: str,
+) -> Any:
     if _is_namedtuple(x):
         return {
             "namedtuple": type(x).__name__,
             "fields": {
-                f: _encode(v, (*parts, f), leaves) for f, v in zip(type(x)._fields, x)
+                f: _encode(v, (*parts, f), leaves, active)
+                for f, v in zip(type(x)._fields, x)
             },
         }
     if isinstance(x, Mapping):
@@ -249,44 +354,88 @@ def _encode(
         for k, v in x.items():
             if not isinstance(k, str):
                 raise CheckpointError(
-                    f"jaxnet.save: the dict at {_show(_join(parts))} has the key "
-                    f"{k!r} of type {type(k).__name__}; checkpoint dict keys must be "
-                    "str. Convert the keys, e.g. {str(k): v for k, v in d.items()}."
+                    f"jaxnet.save: {desc} has the key {k!r} of type "
+                    f"{type(k).__name__}; checkpoint dict keys must be str. Convert "
+                    "the keys, e.g. {str(k): v for k, v in d.items()}."
                 )
-            out[k] = _encode(v, (*parts, _escape(k)), leaves)
+            problem = _utf8_problem(k)
+            if problem:
+                raise CheckpointError(
+                    f"jaxnet.save: {desc} has the key {k!r}, {problem}."
+                )
+            out[k] = _encode(v, (*parts, _escape(k)), leaves, active)
         return {"dict": out}
-    if isinstance(x, tuple | list):
-        items = [_encode(v, (*parts, str(i)), leaves) for i, v in enumerate(x)]
-        return {"tuple": items} if isinstance(x, tuple) else items
-    path = _join(parts)
-    record, data = _leaf_record(x, path)
-    leaves.append((path, record, data))
-    return len(leaves) - 1
+    items = [_encode(v, (*parts, str(i)), leaves, active) for i, v in enumerate(x)]
+    return {"tuple": items} if isinstance(x, tuple) else items
 
 
-def _check_metadata(x: Any, where: str) -> None:
-    """Raise naming the first entry of ``metadata`` that JSON cannot hold exactly."""
-    if x is None or isinstance(x, str | bool | int):
+#: Python (and so most JSON readers) refuse to parse longer ints: sys.int_info.
+_MAX_INT_DIGITS = 4300
+
+
+def _check_metadata(
+    x: Any, where: str, depth: int = 0, active: dict[int, str] | None = None
+) -> None:
+    """Raise naming the first entry of ``metadata`` that JSON cannot hold exactly.
+
+    ``depth`` counts the lists and dicts above ``x``; ``active`` maps the ids of
+    those containers to their names, to refuse a circular metadata dict."""
+    if active is None:
+        active = {}
+    name = f"metadata{where}"
+    if x is None or isinstance(x, bool):
+        return
+    if isinstance(x, str):
+        problem = _utf8_problem(x)
+        if problem:
+            raise CheckpointError(f"jaxnet.save: {_short(name)} is a str {problem}.")
+        return
+    if isinstance(x, int):
+        digits = _int_digits(x)
+        if digits > _MAX_INT_DIGITS:
+            raise CheckpointError(
+                f"jaxnet.save: {_short(name)} is an int of {digits} digits; JSON "
+                f"readers (Python's json included) refuse ints of more than "
+                f"{_MAX_INT_DIGITS} digits. Store it as a string, e.g. hex(n)."
+            )
         return
     if isinstance(x, float):
         if not math.isfinite(x):
             raise CheckpointError(
-                f"jaxnet.save: metadata{where} is {x!r}, which JSON cannot hold. "
+                f"jaxnet.save: {_short(name)} is {x!r}, which JSON cannot hold. "
                 "Store it as a string or leave it out."
             )
         return
-    if isinstance(x, dict):
-        for k, v in x.items():
-            if not isinstance(k, str):
-                raise CheckpointError(
-                    f"jaxnet.save: metadata{where} has the key {k!r} of type "
-                    f"{type(k).__name__}; metadata keys must be str (JSON)."
-                )
-            _check_metadata(v, f"{where}[{k!r}]")
-        return
-    if isinstance(x, list | tuple):
-        for i, v in enumerate(x):
-            _check_metadata(v, f"{where}[{i}]")
+    if isinstance(x, dict | list | tuple):
+        if depth >= _MAX_DEPTH:
+            raise CheckpointError(
+                f"jaxnet.save: {_short(name)} is nested more than {_MAX_DEPTH} lists "
+                f"and dicts deep; checkpoint metadata may nest at most {_MAX_DEPTH} "
+                "levels. Flatten it, or store it as a JSON string."
+            )
+        err = _circular(x, active, _short(name) if where else "metadata")
+        if err is not None:
+            raise err
+        active[id(x)] = _short(name) if where else "metadata"
+        try:
+            if isinstance(x, dict):
+                for k, v in x.items():
+                    if not isinstance(k, str):
+                        raise CheckpointError(
+                            f"jaxnet.save: {_short(name)} has the key {k!r} of type "
+                            f"{type(k).__name__}; metadata keys must be str (JSON)."
+                        )
+                    problem = _utf8_problem(k)
+                    if problem:
+                        raise CheckpointError(
+                            f"jaxnet.save: {_short(name)} has the key {k!r}, {problem}."
+                        )
+                    _check_metadata(v, f"{where}[{k!r}]", depth + 1, active)
+            else:
+                for i, v in enumerate(x):
+                    _check_metadata(v, f"{where}[{i}]", depth + 1, active)
+        finally:
+            del active[id(x)]
         return
     hint = (
         " Convert it with float()/int()/.tolist(), or save arrays in the tree instead."
@@ -294,7 +443,7 @@ def _check_metadata(x: Any, where: str) -> None:
         else " Convert it to str, int, float, bool, None, a list or a dict."
     )
     raise CheckpointError(
-        f"jaxnet.save: metadata{where} is a {type(x).__name__}, which is not "
+        f"jaxnet.save: {_short(name)} is a {type(x).__name__}, which is not "
         f"JSON-serialisable.{hint}"
     )
 
@@ -341,7 +490,13 @@ def _build(tree: Any, metadata: dict | None) -> tuple[bytes, list[tuple[int, byt
         "leaves": records,
         "metadata": metadata,
     }
-    text = json.dumps(header, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    try:
+        text = json.dumps(header, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError) as e:  # checked above; a last safety net
+        raise CheckpointError(
+            f"jaxnet.save: the header cannot be written as JSON ({type(e).__name__}: "
+            f"{str(e)[:200]}). Check the tree's NamedTuple names and the metadata."
+        ) from e
     text += b" " * _pad(_PREFIX + len(text))
     return text, chunks
 
@@ -543,6 +698,24 @@ def _as_shape(v: Any) -> bool:
     )
 
 
+def _shape_problem(shape: list[int], itemsize: int) -> str:
+    """Why numpy could not build an array of ``shape`` ("" if it can)."""
+    if len(shape) > _MAX_NDIM:
+        return f"{len(shape)} dimensions (at most {_MAX_NDIM})"
+    # numpy refuses a shape whose size in bytes, ignoring zero dims, overflows int64
+    # (even when a zero dim makes the array empty).
+    if math.prod(max(d, 1) for d in shape) * max(itemsize, 1) > _MAX_NBYTES:
+        return f"too large for any array (over {_MAX_NBYTES} bytes)"
+    return ""
+
+
+def _brief(shape: list[int]) -> str:
+    """A shape for a message, shortened when it has many dimensions."""
+    if len(shape) <= 8:
+        return str(shape)
+    return f"[{', '.join(map(str, shape[:4]))}, ... ({len(shape)} dimensions)]"
+
+
 def _check_leaves(header: dict, fn: str, p: str) -> list[dict]:
     payload = header.get("payload_nbytes")
     if not isinstance(payload, int) or payload < 0:
@@ -561,14 +734,24 @@ def _check_leaves(header: dict, fn: str, p: str) -> list[dict]:
             ("data_shape", "data_dtype") if kind == "key" else ("shape", "dtype")
         )
         shape, dtype = rec.get(shape_key), rec.get(dtype_key)
-        if not _as_shape(shape) or dtype not in _DTYPES:
+        if not _as_shape(shape) or not isinstance(dtype, str) or dtype not in _DTYPES:
             raise _corrupt(fn, p, f"{path} has shape {shape!r} and dtype {dtype!r}")
+        too_big = _shape_problem(shape, _DTYPES[dtype].itemsize)
+        if too_big:
+            raise _corrupt(fn, p, f"{path} has shape {_brief(shape)}: {too_big}")
         if kind == "key" and not (
             isinstance(rec.get("key_impl"), str)
             and _as_shape(rec.get("shape"))
             and isinstance(rec.get("dtype"), str)
         ):
             raise _corrupt(fn, p, f"the key {path} lacks key_impl, shape or dtype")
+        if kind == "key" and _shape_problem(rec["shape"], 1):
+            raise _corrupt(
+                fn,
+                p,
+                f"the key {path} has shape {_brief(rec['shape'])}: "
+                + _shape_problem(rec["shape"], 1),
+            )
         if kind in _SCALAR_DTYPES and (shape or dtype != _SCALAR_DTYPES[kind]):
             raise _corrupt(fn, p, f"the {kind} {path} has shape {shape} and {dtype}")
         off, nbytes = rec.get("offset"), rec.get("nbytes")
@@ -608,6 +791,13 @@ def _check_structure(
     """Check every node's form and that leaf ``i`` sits at ``leaves[i]["path"]``."""
     if node is None:
         return
+    if len(parts) > _MAX_DEPTH:
+        raise _corrupt(
+            fn,
+            p,
+            f"the structure is nested too deeply at {_show(_join(parts[:3]))}/...: "
+            f"trees may nest at most {_MAX_DEPTH} containers deep",
+        )
     if isinstance(node, int) and not isinstance(node, bool):
         if not 0 <= node < len(paths) or node in seen:
             raise _corrupt(fn, p, f"structure refers to leaf {node!r} wrongly")
@@ -639,6 +829,24 @@ def _check_structure(
                 _check_structure(v, (*parts, k), paths, seen, fn, p)
             return
     raise _corrupt(fn, p, f"unknown structure node at {_show(_join(parts))}")
+
+
+_TOO_DEEP = object()  # json.loads hit the recursion limit
+
+
+def _depth(x: Any) -> int:
+    """How deep JSON data nests lists and dicts (iteratively: no recursion limit)."""
+    deepest, todo = 0, [(x, 0)]
+    while todo:
+        node, d = todo.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, d + 1)
+            if deepest > _MAX_DEPTH:
+                return deepest
+            todo.extend(
+                (v, d + 1) for v in (node.values() if isinstance(node, dict) else node)
+            )
+    return deepest
 
 
 def _parse(path: str | os.PathLike, fn: str) -> tuple[dict, memoryview, int]:
@@ -686,8 +894,10 @@ def _parse(path: str | os.PathLike, fn: str) -> tuple[dict, memoryview, int]:
     else:
         try:
             header = json.loads(bytes(view[_PREFIX:start]).decode("utf-8"))
-        except (ValueError, RecursionError):
+        except ValueError:
             header = None
+        except RecursionError:  # nested beyond what json itself can read
+            header = _TOO_DEEP
         payload = header.get("payload_nbytes") if isinstance(header, dict) else None
         if isinstance(payload, int) and start + payload + _DIGEST != n:
             size_problem = (
@@ -716,6 +926,13 @@ def _parse(path: str | os.PathLike, fn: str) -> tuple[dict, memoryview, int]:
     # The checksum matches: the bytes are as written. Still check them defensively.
     if version < 1:
         raise _corrupt(fn, p, f"format version {version} does not exist")
+    if header is _TOO_DEEP:
+        raise _corrupt(
+            fn,
+            p,
+            f"the header JSON is nested too deeply to read (trees and metadata may "
+            f"nest at most {_MAX_DEPTH} levels)",
+        )
     if header is None:
         raise _corrupt(fn, p, "the header is not valid UTF-8 JSON")
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
@@ -726,14 +943,15 @@ def _parse(path: str | os.PathLike, fn: str) -> tuple[dict, memoryview, int]:
         raise _corrupt(fn, p, size_problem)
     if not isinstance(header.get("metadata"), dict):
         raise _corrupt(fn, p, "'metadata' is not an object")
+    if _depth(header["metadata"]) > _MAX_DEPTH:
+        raise _corrupt(
+            fn, p, f"the metadata is nested too deeply (at most {_MAX_DEPTH} levels)"
+        )
     leaves = _check_leaves(header, fn, p)
     seen: set[int] = set()
-    try:
-        _check_structure(
-            header.get("structure"), (), [r["path"] for r in leaves], seen, fn, p
-        )
-    except RecursionError:
-        raise _corrupt(fn, p, "the structure is nested too deeply") from None
+    _check_structure(
+        header.get("structure"), (), [r["path"] for r in leaves], seen, fn, p
+    )
     if len(seen) != len(leaves):
         raise _corrupt(fn, p, "some leaves do not appear in the structure")
     return header, view, start
@@ -753,20 +971,56 @@ def _restore_leaf(rec: dict, view: memoryview, start: int, fn: str, p: str) -> A
         ).reshape(shape)
     else:
         a = np.zeros(shape, dtype)
+    _check_canonical(a, rec, fn, p)
     if kind in _SCALAR_DTYPES:
         return {"int": int, "float": float, "bool": bool}[kind](a.item())
     if kind == "key":
         try:
-            return jax.random.wrap_key_data(jnp.asarray(a), impl=rec["key_impl"])
+            key = jax.random.wrap_key_data(jnp.asarray(a), impl=rec["key_impl"])
         except Exception as e:
             raise CheckpointError(
                 f"{fn}('{p}'): the PRNG key at {rec['path']} uses the implementation "
                 f"{rec['key_impl']!r} with data {a.dtype}{list(a.shape)}, which this "
                 f"jax ({jax.__version__}) cannot rebuild ({e})."
             ) from e
+        # like= was checked against the declared shape and dtype: the key built from
+        # the data must be exactly that, or like= would have checked something else.
+        declared = (tuple(rec["shape"]), rec["dtype"])
+        if (key.shape, str(key.dtype)) != declared:
+            raise CheckpointError(
+                f"{fn}('{p}'): the PRNG key at {rec['path']} declares shape "
+                f"{declared[0]} and dtype {declared[1]}, but its data "
+                f"({a.dtype}{list(a.shape)}, key_impl {rec['key_impl']!r}) make a key "
+                f"of shape {key.shape} and dtype {key.dtype}. The header was altered; "
+                "restore the file from a backup."
+            )
+        return key
     if jax.dtypes.canonicalize_dtype(dtype) != dtype:
         return a.copy()  # 64-bit data with x64 off: keep it exact, as numpy
     return jnp.asarray(a)
+
+
+def _check_canonical(a: np.ndarray, rec: dict, fn: str, p: str) -> None:
+    """Refuse bytes that ``save`` never writes and that would not load exactly: a
+    bool byte other than 0/1 (numpy and jax disagree on its sum), or an int4/uint4
+    byte with its high nibble set (ignored, so the value would not round-trip)."""
+    name = a.dtype.name
+    if name == "bool":
+        raw, allowed, what = a.view(np.uint8), 1, "0 or 1"
+    elif name in ("int4", "uint4"):
+        raw, allowed, what = a.view(np.uint8), 15, "0 to 15 (the high nibble zero)"
+    else:
+        return
+    bad = np.flatnonzero(raw.reshape(-1) > allowed)
+    if bad.size:
+        i = int(bad[0])
+        noun = "bool" if rec["kind"] == "bool" else f"{name} array"
+        at = "" if rec["kind"] == "bool" else f" at flat index {i}"
+        raise CheckpointError(
+            f"{fn}('{p}'): the {noun} at {_show(rec['path'])} holds the byte "
+            f"{int(raw.reshape(-1)[i])}{at} ({bad.size} such byte(s)); jaxnet.save "
+            f"writes only {what}. The file was altered; restore it from a backup."
+        )
 
 
 def _decode(node: Any, leaves: list[Any]) -> Any:

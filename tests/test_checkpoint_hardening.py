@@ -1,0 +1,253 @@
+"""Hostile and pathological checkpoints (issue 13): crafted headers with a valid
+checksum must load exactly or fail with a named :class:`CheckpointError`, and
+``save`` must refuse what it cannot write with one, naming the path."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnet._checkpoint import MAGIC, inspect_checkpoint, load, save
+from jaxnet._errors import CheckpointError
+
+
+def _rewrite(path, edit, *, payload=None, text_edit=None):
+    """Rebuild a checkpoint after ``edit(header)`` (then ``text_edit`` of its JSON
+    text, and optionally a new payload), with a *valid* checksum: what anyone can do
+    with a text editor and sha256sum."""
+    data = pathlib.Path(path).read_bytes()
+    hlen = int.from_bytes(data[12:20], "little")
+    header = json.loads(data[20 : 20 + hlen])
+    old_payload = data[20 + hlen : -32]
+    edit(header)
+    text = json.dumps(header).encode()
+    if text_edit is not None:
+        text = text_edit(text)
+    text += b" " * (-(20 + len(text)) % 64)
+    body = MAGIC + data[8:12] + len(text).to_bytes(8, "little") + text
+    body += old_payload if payload is None else payload(old_payload)
+    pathlib.Path(path).write_bytes(body + hashlib.sha256(body).digest())
+
+
+@pytest.fixture
+def ck(tmp_path):
+    return tmp_path / "ck.jnc"
+
+
+# ------------------------------------------------------------------ item 10: load
+
+
+@pytest.mark.parametrize("depth", [500, 700, 900])
+def test_deeply_nested_structure_is_a_checkpoint_error(ck, depth):
+    save(ck, {"w": jnp.ones(2)})
+
+    def deep(h):
+        h["structure"] = "@@"
+        h["leaves"][0]["path"] = "/".join(["0"] * depth)
+
+    nested = b"[" * depth + b"0" + b"]" * depth
+    _rewrite(ck, deep, text_edit=lambda t: t.replace(b'"@@"', nested))
+    for read in (load, inspect_checkpoint):
+        with pytest.raises(CheckpointError, match=r"nested .*deep.* at most 100") as e:
+            read(ck)
+        assert f"'{ck}'" in str(e.value)
+
+
+@pytest.mark.parametrize("depth", [500, 900, 5000])
+def test_deeply_nested_metadata_is_a_checkpoint_error(ck, depth):
+    save(ck, {"w": jnp.ones(2)})
+    deep = b"[" * depth + b"0" + b"]" * depth
+    _rewrite(
+        ck,
+        lambda h: h.update(metadata={"a": "@@"}),
+        text_edit=lambda t: t.replace(b'"@@"', deep),
+    )
+    with pytest.raises(CheckpointError, match=r"metadata.*nested .*deep") as e:
+        load(ck)
+    assert f"'{ck}'" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("shape", "expect"),
+    [
+        ([1] * 65, "65 dimensions"),
+        ([0, 2**63], "too large"),
+        ([0, 2**64], "too large"),
+        ([0, 2**62, 2**62], "too large"),
+        ([0, 2**61, 4], "too large"),  # 2**63 bytes of float32
+    ],
+)
+def test_impossible_shapes_are_a_checkpoint_error(ck, shape, expect):
+    save(ck, {"w": jnp.ones(0, jnp.float32)})
+    _rewrite(ck, lambda h: h["leaves"][0].update(shape=shape))
+    for read in (load, inspect_checkpoint):
+        with pytest.raises(CheckpointError, match="header is invalid") as e:
+            read(ck)
+        assert expect in str(e.value) and "w has shape" in str(e.value)
+
+
+def test_large_empty_shape_still_loads_exactly(ck):
+    save(ck, {"w": np.zeros((0, 2**40), np.float32)})
+    assert load(ck)["w"].shape == (0, 2**40)
+
+
+@pytest.mark.parametrize("dtype", [["float32"], {"name": "float32"}, 7, None])
+def test_non_string_dtype_is_a_checkpoint_error(ck, dtype):
+    save(ck, {"w": jnp.ones(2, jnp.float32)})
+    _rewrite(ck, lambda h: h["leaves"][0].update(dtype=dtype))
+    with pytest.raises(CheckpointError, match="header is invalid") as e:
+        load(ck)
+    assert "w has shape [2] and dtype" in str(e.value)
+
+
+def test_key_shape_disagreeing_with_its_data_is_refused(ck):
+    keys = jax.random.split(jax.random.key(0), 3)  # shape (3,), data (3, 2)
+    save(ck, {"k": keys})
+    _rewrite(ck, lambda h: h["leaves"][0].update(shape=[]))
+    like = {"k": jax.ShapeDtypeStruct((), keys.dtype)}
+    for kwargs in ({}, {"like": like}):
+        with pytest.raises(CheckpointError, match=r"PRNG key at k") as e:
+            load(ck, **kwargs)
+        msg = str(e.value)
+        assert "declares shape ()" in msg and "(3,)" in msg, msg
+
+
+def test_key_impl_disagreeing_with_its_dtype_is_refused(ck):
+    keys = jax.random.split(jax.random.key(0), 2)  # key<fry>, data (2, 2)
+    save(ck, {"k": keys})
+    _rewrite(
+        ck,
+        lambda h: h["leaves"][0].update(key_impl="rbg", shape=[1], data_shape=[1, 4]),
+    )
+    like = {"k": jax.ShapeDtypeStruct((1,), keys.dtype)}
+    for kwargs in ({}, {"like": like}):
+        with pytest.raises(CheckpointError, match=r"PRNG key at k") as e:
+            load(ck, **kwargs)
+        assert "key<fry>" in str(e.value) and "key<rbg>" in str(e.value)
+
+
+def test_valid_keys_still_round_trip_with_like(ck):
+    for impl in ("threefry2x32", "rbg"):
+        keys = jax.random.split(jax.random.key(0, impl=impl), 3)
+        save(ck, {"k": keys})
+        got = load(ck, like={"k": jax.ShapeDtypeStruct(keys.shape, keys.dtype)})["k"]
+        assert got.dtype == keys.dtype and got.shape == keys.shape
+        assert np.array_equal(jax.random.key_data(got), jax.random.key_data(keys))
+
+
+def test_bool_bytes_other_than_0_and_1_are_refused(ck):
+    save(ck, {"b": np.array([True, False, True])})
+    _rewrite(ck, lambda h: None, payload=lambda p: bytes([1, 2, 0]) + p[3:])
+    with pytest.raises(CheckpointError, match=r"the bool array at b holds the byte 2"):
+        load(ck)
+    save(ck, {"b": True})
+    _rewrite(ck, lambda h: None, payload=lambda p: bytes([7]) + p[1:])
+    with pytest.raises(CheckpointError, match=r"the bool at b holds the byte 7"):
+        load(ck)
+
+
+def test_int4_bytes_with_the_high_nibble_set_are_refused(ck):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    save(ck, {"q": np.array([-1, 7, -8], ml_dtypes.int4)})
+    assert np.array_equal(load(ck)["q"], np.array([-1, 7, -8], ml_dtypes.int4))
+    _rewrite(ck, lambda h: None, payload=lambda p: bytes([0x1F]) + p[1:])
+    with pytest.raises(CheckpointError, match=r"int4 array at q holds the byte 31"):
+        load(ck)
+
+
+# ------------------------------------------------------------------ item 11: save
+
+
+def _deep_list(depth):
+    node = [1]
+    for _ in range(depth - 1):
+        node = [node]
+    return node
+
+
+def _circular_dict():
+    d = {"a": 1}
+    d["self"] = d
+    return d
+
+
+@pytest.mark.parametrize(
+    ("metadata", "expect"),
+    [
+        ({"note": "bad \udc80 text"}, r"metadata\['note'\] is a str holding the lone"),
+        ({"bad \ud800": 1}, r"metadata has the key 'bad \\ud800'.*lone surrogate"),
+        ({"a": [{"b": "\udfff"}]}, r"metadata\['a'\]\[0\]\['b'\] is a str"),
+        ({"x": _circular_dict()}, r"metadata\['x'\]\['self'\] contains itself"),
+        ({"deep": _deep_list(5000)}, r"metadata\['deep'\]\[0\]\[0\].* nested more"),
+        ({"n": 10**5000}, r"metadata\['n'\] is an int of 5001 digits"),
+        ({"n": [-(10**4300)]}, r"metadata\['n'\]\[0\] is an int of 4301 digits"),
+    ],
+)
+def test_metadata_save_can_not_write_is_refused_naming_entry(ck, metadata, expect):
+    with pytest.raises(CheckpointError, match=expect) as e:
+        save(ck, {"w": 1}, metadata=metadata)
+    assert str(e.value).startswith("jaxnet.save: ")
+    assert not ck.exists()
+
+
+def test_metadata_at_the_limits_still_saves(ck):
+    meta = {"n": 10**4299, "deep": _deep_list(98), "s": "caf\u00e9 \U0001f600"}
+    save(ck, {"w": 1}, metadata=meta)
+    assert inspect_checkpoint(ck)["metadata"] == meta
+
+
+def _circular_tree():
+    t = {"w": jnp.ones(2), "sub": {"b": 1}}
+    t["sub"]["loop"] = t
+    return t
+
+
+def _deep_tree(depth):
+    node = {"w": 1}
+    for _ in range(depth - 1):
+        node = {"x": node}
+    return node
+
+
+def _circular_list():
+    t = [1]
+    t.append({"k": t})
+    return t
+
+
+@pytest.mark.parametrize(
+    ("make", "expect"),
+    [
+        (
+            lambda: {"bad \udc80": jnp.ones(2)},
+            r"dict at <root> has the key 'bad \\udc80'",
+        ),
+        (
+            lambda: {"a": {"\ud800": 1}},
+            r"dict at a has the key '\\ud800'.*lone surrogate",
+        ),
+        (_circular_tree, r"the dict at sub/loop contains itself: it is the dict at <r"),
+        (_circular_list, r"the list at 1/k contains itself: it is the list at <root>"),
+        (lambda: _deep_tree(5000), r"nested more than 100 .*at x/x/x/"),
+        (lambda: {"n": 10**5000}, r"the leaf at n is a Python int of 5001 digits"),
+    ],
+)
+def test_tree_save_can_not_write_is_refused_naming_path(ck, make, expect):
+    with pytest.raises(CheckpointError, match=expect) as e:
+        save(ck, make())
+    assert str(e.value).startswith("jaxnet.save")
+    assert not ck.exists()
+
+
+def test_tree_at_the_depth_limit_round_trips(ck):
+    tree = _deep_tree(100)
+    save(ck, tree)
+    assert load(ck) == tree
+    with pytest.raises(CheckpointError, match="nested more than 100"):
+        save(ck, _deep_tree(101))
