@@ -62,7 +62,10 @@ never loaded as something other than what it declares.
 
 Writes are atomic: the file is written to a temporary file in the same directory,
 flushed, ``fsync``-ed, and renamed over the target, so a crash leaves either the
-old file or the new one, never a mix. The whole file is read into memory to load it.
+old file or the new one, never a mix. The temporary is named
+``.<name>.<host>.<pid>.<random>.tmp``; a crash leaves it behind, and the next save
+of the same file removes it once its writer is dead (same host, pid gone), or once
+it is a day old otherwise, never a file that a live writer is still using. The whole file is read into memory to load it.
 """
 
 from __future__ import annotations
@@ -73,9 +76,12 @@ import json
 import math
 import os
 import pathlib
+import re
+import socket
 import stat
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -526,6 +532,80 @@ def _fsync_dir(directory: pathlib.Path) -> None:
         os.close(fd)
 
 
+#: A temporary whose writer cannot be identified as dead on this host (another
+#: host, an older jaxnet's name) is removed only once untouched this long: a live
+#: writer modifies its temporary continuously and renames it within seconds.
+_STALE_TEMP_AGE_S = 24 * 3600
+
+
+def _host_token() -> str:
+    """This host and pid namespace, as one file-name-safe token without dots.
+
+    A temporary's name carries its writer's token and pid, so that a later save can
+    tell a dead writer's leftover (same token, pid gone) from a live writer's file.
+    The pid namespace is part of it because containers may share a host name (and a
+    volume) but not their pids."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:40] or "host"
+    try:
+        ns = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+        host += "-" + re.sub(r"\D", "", ns)
+    except OSError:
+        pass
+    return host
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process, or cannot tell: keep its file
+    return True
+
+
+def _remove_stale_temporaries(target: pathlib.Path) -> None:
+    """Remove the temporaries that killed saves of ``target`` left behind.
+
+    Only files named ``.<target name>.<token>.<pid>.<random>.tmp`` (or an older
+    jaxnet's ``.<target name>.<random>.tmp``) are considered. One is removed when
+    its writer is known dead: same host token, and no process with its pid (a pid
+    reused by a new process keeps the file: the safe side); any other one only when
+    it has not been modified for :data:`_STALE_TEMP_AGE_S`. Errors are ignored:
+    cleaning up must never make a save fail."""
+    prefix, suffix = f".{target.name}.", ".tmp"
+    token, now = _host_token(), None
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(suffix)):
+            continue
+        fields = name[len(prefix) : -len(suffix)].split(".")
+        if len(fields) not in (1, 3):  # another target's (e.g. "ck.jnc.old")
+            continue
+        tmp = target.parent / name
+        dead = (
+            os.name == "posix"  # os.kill(pid, 0) would terminate on Windows
+            and len(fields) == 3
+            and fields[0] == token
+            and fields[1].isdigit()
+            and int(fields[1]) != os.getpid()
+            and not _pid_alive(int(fields[1]))
+        )
+        try:
+            if not dead:
+                if now is None:
+                    now = time.time()
+                if now - tmp.lstat().st_mtime < _STALE_TEMP_AGE_S:
+                    continue
+            if stat.S_ISREG(tmp.lstat().st_mode):
+                tmp.unlink()
+        except OSError:
+            continue
+
+
 def save(
     path: str | os.PathLike, tree: Any, *, metadata: dict | None = None
 ) -> pathlib.Path:
@@ -570,9 +650,12 @@ def save(
             f"jaxnet.save('{target}'): the path is a directory; give a file name such "
             f"as '{target / 'checkpoint.jnc'}'."
         )
+    _remove_stale_temporaries(target)  # before writing: they may fill the disk
     try:
         fd, tmp = tempfile.mkstemp(
-            dir=directory, prefix="." + target.name + ".", suffix=".tmp"
+            dir=directory,
+            prefix=f".{target.name}.{_host_token()}.{os.getpid()}.",
+            suffix=".tmp",
         )
     except OSError as e:
         raise CheckpointError(

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pathlib
+import signal
+import subprocess
+import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -251,3 +256,75 @@ def test_tree_at_the_depth_limit_round_trips(ck):
     assert load(ck) == tree
     with pytest.raises(CheckpointError, match="nested more than 100"):
         save(ck, _deep_tree(101))
+
+
+# ------------------------------------------------------------------ item 7: temporaries
+
+
+def _dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(timeout=60)
+    return proc.pid
+
+
+def _temp(ck, token, pid, age_s=0.0):
+    """A temporary with the name a writer (``token``, ``pid``) would give it."""
+    tmp = ck.parent / f".{ck.name}.{token}.{pid}.x1y2z3.tmp"
+    tmp.write_bytes(b"\0" * 4096)  # a full-size partial checkpoint, in practice
+    if age_s:
+        old = time.time() - age_s
+        os.utime(tmp, (old, old))
+    return tmp
+
+
+def test_save_removes_stale_temporaries_of_dead_writers_only(ck, tmp_path):
+    from jaxnet._checkpoint import _host_token
+
+    here = _host_token()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        dead = _temp(ck, here, _dead_pid())
+        mine = _temp(ck, here, os.getpid())  # e.g. another thread saving now
+        running = _temp(ck, here, live.pid)
+        other_host = _temp(ck, "otherhost-4026531836", 12345)
+        other_old = _temp(ck, "otherhost-4026531836", 12346, age_s=3 * 86400)
+        legacy_old = ck.parent / f".{ck.name}.k2j3h4ab.tmp"  # a pre-pid-name temp
+        legacy_old.write_bytes(b"\0")
+        os.utime(legacy_old, (time.time() - 3 * 86400,) * 2)
+        # another checkpoint's (ck.jnc.old's) temporaries are left to its own saves
+        unrelated = _temp(tmp_path / "ck.jnc.old", here, _dead_pid(), age_s=3 * 86400)
+
+        save(ck, {"w": jnp.ones(3)})
+        assert not dead.exists() and not other_old.exists() and not legacy_old.exists()
+        assert mine.exists() and running.exists() and other_host.exists()
+        assert unrelated.exists()
+        assert load(ck)["w"].shape == (3,)
+    finally:
+        live.kill()
+        live.wait(timeout=60)
+
+
+_KILLED_SAVE = """
+import os, signal, sys
+import numpy as np
+import jaxnet
+from jaxnet import _checkpoint
+_checkpoint.os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)
+jaxnet.save(sys.argv[1], {"w": np.ones(100_000, np.float32)})
+"""
+
+
+def test_a_save_killed_mid_write_leaves_a_temporary_the_next_save_removes(ck):
+    seen = []
+    for _ in range(2):  # each killed save removes the previous one's leftover
+        proc = subprocess.run(
+            [sys.executable, "-c", _KILLED_SAVE, str(ck)], timeout=300
+        )
+        assert proc.returncode == -signal.SIGKILL
+        orphans = [p.name for p in ck.parent.iterdir()]
+        assert len(orphans) == 1 and orphans[0].endswith(".tmp"), orphans
+        assert orphans[0].startswith(".ck.jnc.") and orphans[0] not in seen
+        assert (ck.parent / orphans[0]).stat().st_size > 400_000  # full size
+        seen.append(orphans[0])
+    save(ck, {"w": jnp.ones(3)})
+    assert sorted(p.name for p in ck.parent.iterdir()) == ["ck.jnc"]
