@@ -65,7 +65,8 @@ flushed, ``fsync``-ed, and renamed over the target, so a crash leaves either the
 old file or the new one, never a mix. The temporary is named
 ``.<name>.<host>.<pid>.<random>.tmp``; a crash leaves it behind, and the next save
 of the same file removes it once its writer is dead (same host, pid gone), or once
-it is a day old otherwise, never a file that a live writer is still using. The whole file is read into memory to load it.
+it is a day old otherwise, never a file that a live writer is still using. The
+whole file is read into memory to load it.
 """
 
 from __future__ import annotations
