@@ -20,6 +20,7 @@ import itertools
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TextIO
 
@@ -350,7 +351,10 @@ def fit(
       checkpoint: a file path; the run is saved there atomically every
         ``checkpoint_every`` epochs and at the end.
       resume: if ``checkpoint`` exists, continue from it (same key and settings give
-        the same result as never stopping).
+        the same result as never stopping). A run that early stopping ended stays
+        ended (a fresh run would stop at the same epoch); resuming it with more
+        ``epochs`` than it was given warns, as does a checkpoint already past
+        ``epochs``.
       early_stopping: an :class:`EarlyStopping` rule.
       stop_on_nan: raise :class:`TrainingError` naming the step when the loss becomes
         nan or inf (checked after each call, so at most ``steps_per_call`` late).
@@ -363,6 +367,9 @@ def fit(
       TrainingError: non-finite loss (with ``stop_on_nan``).
       ShapeError, ValueError, FileNotFoundError, PermissionError: bad data or
         checkpoint path, before any training.
+      CheckpointError: a checkpoint to resume from that does not match the run, or
+        whose resume record (epoch, history, early stopping) fit cannot have
+        written; naming the field, the expected and the actual value.
 
     Examples:
       >>> import jax, jax.numpy as jnp, optax, jaxnet
@@ -439,14 +446,43 @@ def fit(
         like = {"train": ts, "best": params if keep_best else None}
         tree, meta = load_with_metadata(checkpoint, like=like)
         _check_resume(checkpoint, meta, key, bs if arrays else None)
+        _check_resume_record(checkpoint, meta, int(tree["train"].step))
         ts = tree["train"]
-        history = list(meta["history"])
-        start_epoch = int(meta["epoch"])
+        history = [dict(row) for row in meta["history"]]
+        start_epoch = meta["epoch"]
         best.update(meta["early_stopping"])
         best["params"] = tree["best"] if keep_best else None
         # A run that early stopping ended stays ended: rerunning the same call
-        # returns its result instead of training on.
-        stopped = bool(meta.get("stopped", False))
+        # returns its result instead of training on. That is also the right result
+        # for a larger epochs=: a fresh run with that many epochs stops at the same
+        # epoch (same key, same data), and resuming must equal never stopping; and
+        # training on past exhausted patience would disown the best epoch early
+        # stopping chose. But a user who asks for more epochs than the stopped run
+        # had probably expects training, so say so instead of returning silently.
+        stopped = meta.get("stopped", False)
+        asked = meta.get("epochs")
+        if stopped and epochs > (start_epoch if asked is None else asked):
+            warnings.warn(
+                f"fit: early stopping ended this run at epoch {start_epoch} (best "
+                f"epoch {best['epoch']}), so resuming it from {checkpoint!r} with "
+                f"epochs={epochs} trains nothing and returns the stopped run"
+                + (f" (it was asked for epochs={asked})" if asked is not None else "")
+                + ": a fresh run with these arguments would stop at the same epoch. "
+                "To train further, start a new run (resume=False, or another "
+                "checkpoint= path) from result.params, e.g. with a larger "
+                "EarlyStopping patience.",
+                UserWarning,
+                stacklevel=2,
+            )
+        elif epochs < start_epoch:
+            warnings.warn(
+                f"fit: the checkpoint {checkpoint!r} already holds {start_epoch} "
+                f"epochs, more than epochs={epochs}; returning its {start_epoch} "
+                "epochs without training (a checkpoint is never rolled back). Pass "
+                f"resume=False to train a new run of {epochs} epochs.",
+                UserWarning,
+                stacklevel=2,
+            )
     resumed_from = start_epoch
 
     stateful = model.stateful
@@ -563,6 +599,7 @@ def fit(
                 key,
                 bs if arrays else None,
                 stopped,
+                epochs,
             )
 
     params_out = ts.params
@@ -634,12 +671,14 @@ def _save_run(
     key: PRNGKey,
     batch_size: int | None,
     stopped: bool,
+    epochs: int,
 ) -> None:
     from ._checkpoint import save
 
     meta = {
         "kind": "jaxnet.fit",
         "epoch": epoch,
+        "epochs": epochs,
         "history": history,
         "early_stopping": {k: best[k] for k in ("value", "epoch", "wait")},
         "key": _key_fingerprint(key),
@@ -669,3 +708,104 @@ def _check_resume(
             f"fit: {path!r} was written with batch_size={meta.get('batch_size')}, this "
             f"call uses {batch_size}. Pass the original batch_size, or resume=False."
         )
+
+
+def _actual(v: Any) -> str:
+    """A metadata value for an error message: its type and (short) value."""
+    if v is _MISSING:
+        return "nothing (the field is missing)"
+    if _is_number(v):
+        return repr(v)
+    shown = repr(v)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"the {type(v).__name__} {shown}"
+
+
+_MISSING = object()
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _check_resume_record(path: str, meta: Mapping[str, Any], step: int) -> None:
+    """Refuse a resume record that ``fit`` cannot have written.
+
+    The checksum only proves the bytes are as last written, and anyone can rewrite
+    them and recompute it; so the record's types, ranges and consistency (one
+    history row per epoch, in order, ending at the saved step count) are checked
+    before any of it is used. ``step`` is the step count of the saved train state.
+    """
+    from ._errors import CheckpointError
+
+    def bad(field: str, expected: str, value: Any) -> CheckpointError:
+        return CheckpointError(
+            f"fit: the checkpoint {path!r} has an invalid resume record: "
+            f"metadata{field} should be {expected}, got {_actual(value)}. fit did "
+            "not write this (the file was edited, or is damaged); restore the "
+            "checkpoint from a backup, or pass resume=False to start over."
+        )
+
+    epoch = meta.get("epoch", _MISSING)
+    if not _is_int(epoch) or epoch < 1:
+        raise bad("['epoch']", "an int >= 1 (the epochs completed)", epoch)
+    history = meta.get("history", _MISSING)
+    if not isinstance(history, list):
+        raise bad("['history']", f"a list of {epoch} rows", history)
+    if len(history) != epoch:
+        raise bad(
+            "['history']", f"{epoch} rows (one per epoch completed)", len(history)
+        )
+    previous = 0
+    for i, row in enumerate(history):
+        where = f"['history'][{i}]"
+        if not isinstance(row, dict):
+            raise bad(where, "a dict of numbers", row)
+        for name in ("epoch", "step", "loss"):
+            if name not in row:
+                raise bad(f"{where}[{name!r}]", "a number", _MISSING)
+        for name, v in row.items():
+            if not _is_number(v):
+                raise bad(f"{where}[{name!r}]", "a number", v)
+        if row["epoch"] != i + 1 or not _is_int(row["epoch"]):
+            raise bad(f"{where}['epoch']", f"{i + 1} (rows in order)", row["epoch"])
+        if i + 1 == epoch and (row["step"] != step or not _is_int(row["step"])):
+            raise bad(
+                f"{where}['step']",
+                f"{step} (the step count saved in the checkpoint)",
+                row["step"],
+            )
+        if not _is_int(row["step"]) or not previous <= row["step"] <= step:
+            raise bad(
+                f"{where}['step']", f"an int in [{previous}, {step}]", row["step"]
+            )
+        previous = row["step"]
+    record = meta.get("early_stopping", _MISSING)
+    if not isinstance(record, dict) or set(record) != {"value", "epoch", "wait"}:
+        raise bad(
+            "['early_stopping']", "a dict with the keys value, epoch and wait", record
+        )
+    value, best, wait = record["value"], record["epoch"], record["wait"]
+    if value is not None and not _is_number(value):
+        raise bad("['early_stopping']['value']", "None or a number", value)
+    if best is not None and (not _is_int(best) or not 1 <= best <= epoch):
+        raise bad(
+            "['early_stopping']['epoch']", f"None or an int in [1, {epoch}]", best
+        )
+    if (value is None) != (best is None):
+        raise bad(
+            "['early_stopping']['epoch']", "None exactly when value is None", best
+        )
+    if not _is_int(wait) or not 0 <= wait <= epoch:
+        raise bad("['early_stopping']['wait']", f"an int in [0, {epoch}]", wait)
+    stopped = meta.get("stopped", False)  # absent in older checkpoints
+    if not isinstance(stopped, bool):
+        raise bad("['stopped']", "a bool", stopped)
+    asked = meta.get("epochs")  # absent in checkpoints of older jaxnet versions
+    if asked is not None and (not _is_int(asked) or asked < epoch):
+        raise bad("['epochs']", f"an int >= {epoch} (the epochs asked for)", asked)

@@ -11,7 +11,9 @@ order and programs.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import pathlib
 import random
 import re
@@ -199,3 +201,150 @@ def test_failed_checkpoint_write_keeps_the_previous_one(
     assert again.resumed_from == 2 and again.step == 32
     for a, b in zip(jax.tree.leaves(first.params), jax.tree.leaves(again.params)):
         assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+# ------------------------------------------------- tampered resume records (issue 13)
+
+
+def _small_fit(ckpt, epochs, **kw):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+    return jaxnet.fit(
+        jaxnet.serial(jaxnet.Dense(4), jaxnet.Relu(), jaxnet.Dense(2)),
+        jaxnet.losses.softmax_cross_entropy_with_integer_labels,
+        optax.sgd(0.1),
+        (x, y),
+        key=jax.random.key(0),
+        epochs=epochs,
+        batch_size=8,
+        checkpoint=ckpt,
+        progress=False,
+        **kw,
+    )
+
+
+def _edit_metadata(path, edit):
+    """Edit a checkpoint's metadata and recompute its checksum (anyone can)."""
+    data = path.read_bytes()
+    hlen = int.from_bytes(data[12:20], "little")
+    header = json.loads(data[20 : 20 + hlen])
+    edit(header["metadata"])
+    text = json.dumps(header).encode()
+    text += b" " * (-(20 + len(text)) % 64)
+    body = data[:12] + len(text).to_bytes(8, "little") + text + data[20 + hlen : -32]
+    path.write_bytes(body + hashlib.sha256(body).digest())
+
+
+def _set(key, value):
+    return lambda m: m.__setitem__(key, value)
+
+
+def _set_in(key, sub, value):
+    return lambda m: m[key].__setitem__(sub, value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "expect"),
+    [
+        (_set("epoch", -3), "'epoch'", "an int >= 1 (the epochs completed), got -3"),
+        (_set("epoch", "abc"), "'epoch'", "got the str 'abc'"),
+        (_set("epoch", True), "'epoch'", "got the bool True"),
+        (_set("epoch", 3), "'history'", "3 rows (one per epoch completed), got 2"),
+        (lambda m: m.pop("history"), "'history'", "a list of 2 rows, got nothing"),
+        (_set("history", {"a": 1}), "'history'", "a list of 2 rows, got the dict"),
+        (_set_in("history", 0, 5), "'history'][0]", "a dict of numbers, got 5"),
+        (
+            lambda m: m["history"][1].update(epoch=7),
+            "'history'][1]['epoch']",
+            "2 (rows in order), got 7",
+        ),
+        (
+            lambda m: m["history"][1].update(step=99),
+            "'history'][1]['step']",
+            "8 (the step count saved in the checkpoint), got 99",
+        ),
+        (
+            lambda m: m["history"][0].update(loss="x"),
+            "'history'][0]['loss']",
+            "a number, got the str 'x'",
+        ),
+        (lambda m: m.pop("early_stopping"), "'early_stopping'", "got nothing"),
+        (
+            _set_in("early_stopping", "wait", -1),
+            "'early_stopping']['wait']",
+            "an int in [0, 2], got -1",
+        ),
+        (
+            _set_in("early_stopping", "epoch", 9),
+            "'early_stopping']['epoch']",
+            "None or an int in [1, 2]",
+        ),
+        (
+            _set_in("early_stopping", "value", "low"),
+            "'early_stopping']['value']",
+            "None or a number",
+        ),
+        (_set("stopped", "no"), "'stopped'", "a bool, got the str 'no'"),
+        (_set("epochs", -1), "'epochs'", "an int >= 2"),
+    ],
+)
+def test_tampered_resume_record_is_a_checkpoint_error(tmp_path, edit, field, expect):
+    ckpt = tmp_path / "run.jnc"
+    first = _small_fit(ckpt, 2)
+    assert first.step == 8
+    _edit_metadata(ckpt, edit)
+    with pytest.raises(jaxnet.CheckpointError) as e:
+        _small_fit(ckpt, 4)
+    msg = str(e.value)
+    assert msg.startswith(f"fit: the checkpoint {str(ckpt)!r}"), msg
+    assert f"metadata[{field}" in msg and expect in msg, msg
+    assert "resume=False" in msg, msg
+
+
+def test_untampered_resume_still_continues(tmp_path):
+    ckpt = tmp_path / "run.jnc"
+    _small_fit(ckpt, 2)
+    resumed = _small_fit(ckpt, 4)
+    assert resumed.resumed_from == 2 and len(resumed.history) == 4
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
+
+
+# -------------------------------------------------- resuming a stopped run (issue 13)
+
+
+def _stopping_fit(ckpt, epochs):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+    return _small_fit(
+        ckpt,
+        epochs,
+        validation_data=(x, 1 - y),  # flipped labels: val_loss rises, it stops
+        early_stopping=jaxnet.EarlyStopping(patience=2),
+    )
+
+
+def test_resuming_an_early_stopped_run_with_more_epochs_warns(tmp_path):
+    ckpt = tmp_path / "run.jnc"
+    first = _stopping_fit(ckpt, 30)
+    assert first.stopped_early and len(first.history) < 30
+    again = _stopping_fit(ckpt, 30)  # the same call: its result, no warning
+    assert again.stopped_early and len(again.history) == len(first.history)
+    n = len(first.history)
+    with pytest.warns(
+        UserWarning, match=rf"fit: early stopping ended this run at epoch {n}"
+    ) as w:
+        more = _stopping_fit(ckpt, 45)
+    msg = str(w[0].message)
+    assert "epochs=45" in msg and "epochs=30" in msg and str(ckpt) in msg, msg
+    assert "resume=False" in msg, msg
+    assert more.stopped_early and len(more.history) == n and more.step == first.step
+
+
+def test_resuming_with_fewer_epochs_than_saved_warns(tmp_path):
+    ckpt = tmp_path / "run.jnc"
+    _small_fit(ckpt, 3)
+    with pytest.warns(UserWarning, match=r"fit: the checkpoint .* already holds 3 ep"):
+        r = _small_fit(ckpt, 2)
+    assert r.resumed_from == 3 and len(r.history) == 3
