@@ -68,7 +68,22 @@ def _start(ckpt: pathlib.Path, out: pathlib.Path, log: pathlib.Path, slow: float
     return proc
 
 
-def _finish(proc, timeout: float = 120) -> str:
+#: How long one wait for a worker may take in all. Generous: on a loaded machine
+#: (a CI run beside, 2 cores) the workers only get slower, and a wait fails early
+#: anyway if the worker dies. Waits follow progress (the checkpoint being
+#: rewritten), never a short wall-clock limit.
+WAIT_LIMIT = 600.0
+
+
+def _log_tail(proc, lines: int = 5) -> str:
+    try:
+        text = pathlib.Path(proc.log_file.name).read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(no output yet)"
+
+
+def _finish(proc, timeout: float = WAIT_LIMIT) -> str:
     proc.wait(timeout=timeout)
     proc.log_file.close()
     text = pathlib.Path(proc.log_file.name).read_text()
@@ -80,14 +95,38 @@ def _epoch_of(ckpt: pathlib.Path) -> int:
     return int(jaxnet.inspect_checkpoint(ckpt)["metadata"]["epoch"])
 
 
-def _wait_for_epoch(ckpt: pathlib.Path, proc, at_least: int, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ckpt.exists() and _epoch_of(ckpt) >= at_least:
-            return
-        assert proc.poll() is None, "the worker exited before it was killed"
-        time.sleep(0.02)
-    raise AssertionError(f"no checkpoint of epoch >= {at_least} in {timeout} s")
+def _stamp(ckpt: pathlib.Path):
+    """What changes whenever the checkpoint is rewritten (a rename: a new inode)."""
+    try:
+        st = ckpt.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _wait_for_epoch(ckpt: pathlib.Path, proc, at_least: int, limit: float = WAIT_LIMIT):
+    """Wait until the worker has checkpointed an epoch >= ``at_least``.
+
+    Waits as long as the worker is alive, up to ``limit`` seconds in all; the
+    checkpoint is only read again when it has been rewritten."""
+    start, seen = time.monotonic(), None
+    while True:
+        stamp = _stamp(ckpt)
+        if stamp is not None and stamp != seen:
+            seen = stamp
+            if _epoch_of(ckpt) >= at_least:
+                return
+        assert proc.poll() is None, (
+            f"the worker exited (code {proc.returncode}) before it was killed; its "
+            f"last output:\n{_log_tail(proc)}"
+        )
+        waited = time.monotonic() - start
+        if waited > limit:
+            raise AssertionError(
+                f"no checkpoint of epoch >= {at_least} after {waited:.0f} s, with the "
+                f"worker still running; its last output:\n{_log_tail(proc)}"
+            )
+        time.sleep(0.05)
 
 
 def _kill(proc) -> str:
@@ -348,3 +387,66 @@ def test_resuming_with_fewer_epochs_than_saved_warns(tmp_path):
     with pytest.warns(UserWarning, match=r"fit: the checkpoint .* already holds 3 ep"):
         r = _small_fit(ckpt, 2)
     assert r.resumed_from == 3 and len(r.history) == 3
+
+
+# ------------------------------------------------ waiting on a slow worker (issue 13)
+
+
+class _FakeTime:
+    """A clock for ``_wait_for_epoch`` in which each sleep lasts 10 s: a worker on a
+    heavily loaded machine. ``events`` are ``(time, action)`` pairs run on the way."""
+
+    def __init__(self, events=()):
+        self.now = 0.0
+        self.events = sorted(events, key=lambda e: e[0])
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += 10.0
+        while self.events and self.events[0][0] <= self.now:
+            self.events.pop(0)[1]()
+
+
+class _FakeWorker:
+    def __init__(self, log, alive=True):
+        self.log_file = open(log, "w")  # noqa: SIM115 - closed by the test
+        self.log_file.write("PROGRESS epoch 1/6 [====....] 4/16\n")
+        self.log_file.flush()
+        self.returncode = None if alive else 1
+
+    def poll(self):
+        return self.returncode
+
+
+def test_waiting_for_a_checkpoint_follows_a_slow_worker(tmp_path, monkeypatch):
+    """A run that failed on a loaded machine: its wait gave up after 60 s while the
+    worker was still training."""
+    ckpt = tmp_path / "ck.jnc"
+    worker = _FakeWorker(tmp_path / "log")
+
+    def checkpoint(epoch):
+        return lambda: jaxnet.save(ckpt, {"w": 1}, metadata={"epoch": epoch})
+
+    clock = _FakeTime([(90.0, checkpoint(0)), (200.0, checkpoint(1))])
+    monkeypatch.setitem(globals(), "time", clock)
+    try:
+        _wait_for_epoch(ckpt, worker, 1)
+        assert 200.0 <= clock.now < 220.0
+        # never reaching the epoch: gives up only after the generous limit
+        clock = _FakeTime()
+        monkeypatch.setitem(globals(), "time", clock)
+        with pytest.raises(AssertionError, match="epoch >= 2 after 6.. s") as e:
+            _wait_for_epoch(ckpt, worker, 2)
+        assert clock.now >= WAIT_LIMIT >= 600 and "PROGRESS epoch 1/6" in str(e.value)
+        # a worker that died: fails at once, with its output
+        dead = _FakeWorker(tmp_path / "log2", alive=False)
+        clock = _FakeTime()
+        monkeypatch.setitem(globals(), "time", clock)
+        with pytest.raises(AssertionError, match="exited .code 1.") as e:
+            _wait_for_epoch(tmp_path / "none.jnc", dead, 1)
+        assert clock.now == 0.0 and "PROGRESS epoch 1/6" in str(e.value)
+        dead.log_file.close()
+    finally:
+        worker.log_file.close()
