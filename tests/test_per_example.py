@@ -175,3 +175,28 @@ def test_optimizer_that_does_not_aggregate_is_refused():
         jaxnet.make_train_step(
             model, losses.mse, opt, per_example=True, gradients="analytic"
         )
+
+
+def test_benchmark_case_agrees_with_the_batch_gradient_and_clips():
+    """The bench case ``per_example_b32``: every implementation passes the harness's
+    agreement gate against the batch gradient (the clip never binds there), and the
+    clip does bind when the norms exceed it."""
+    from jaxnet.bench import _runner
+    from jaxnet.bench import cases_per_example as pe
+
+    case = pe.CASES["per_example_b32"](True)
+    ratios = {}
+    diffs = _runner.check_agreement(case, ratios_out=ratios)
+    assert set(diffs) == {
+        "autodiff",
+        "per_example_vmap",
+        "per_example_map",
+        "per_example_loop",
+    }
+    assert max(ratios.values()) <= 1.0
+    grads = {"w": jnp.array([[3.0, 4.0], [0.3, 0.4]])}  # norms 5 and 0.5
+    tol = tolerance(jnp.float32, "analytic")
+    mean = {"w": jnp.array([1.65, 2.2])}
+    assert_trees_close(pe._clipped_mean(grads), mean, tol)  # CLIP = 1e6: unclipped
+    clipped = pe._clipped_mean(grads, clip=1.0)  # [0.6, 0.8] and [0.3, 0.4]
+    assert_trees_close(clipped, {"w": jnp.array([0.45, 0.6])}, tol)

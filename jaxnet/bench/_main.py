@@ -333,11 +333,16 @@ def main(argv: list[str] | None = None) -> int:
             continue
         row["peak"] = peak
         rows.append(row)
-        diffs = ", ".join(f"{k} {v:.1e}" for k, v in row["max_rel_grad_diff"].items())
-        r = row["ratios"]
+        diffs = ", ".join(
+            f"{k} {v:.1e}"
+            for k, v in row["max_rel_grad_diff"].items()
+            if k != "autodiff"
+        )
+        ratio = row["ratios"].get("autodiff/hand")  # absent without a "hand" step
         _progress(
             f"{tag} done in {time.perf_counter() - t:.1f} s: max rel grad diff vs "
-            f"autodiff {diffs}; autodiff/hand {r.get('autodiff/hand', {}).get('median', 0):.3f}"
+            f"autodiff: {diffs or 'nothing else to compare'}"
+            + (f"; autodiff/hand {ratio['median']:.3f}" if ratio else "")
         )
     if any(_report._is_case_row(r) for r in rows):
         print()

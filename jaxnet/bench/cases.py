@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 
 from ._case import Case
 from .cases_mlp import CASES as _MLP_CASES
+from .cases_per_example import CASES as _PER_EXAMPLE_CASES
 
 SEED = "seed"
 PEERS = "peers"
@@ -30,6 +31,8 @@ CASES: dict[str, Callable[[bool], Case]] = dict(_MLP_CASES)
 #: the first ``_`` (``mlp_b128`` -> ``mlp``), plus ``layers`` for every case of
 #: :mod:`jaxnet.bench.cases_layers`.
 FAMILIES: dict[str, set[str]] = {n: {n.split("_", 1)[0]} for n in CASES}
+CASES.update(_PER_EXAMPLE_CASES)
+FAMILIES.update({n: {"per_example"} for n in _PER_EXAMPLE_CASES})
 try:
     from .cases_layers import CASES as _LAYER_CASES
 except ModuleNotFoundError as e:  # the layer cases are optional
