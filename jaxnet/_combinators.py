@@ -12,6 +12,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ._checks import as_inputs, check_axis, check_axis_arg, check_int, float_input
 from ._errors import ParamsError, ShapeError, StateError
 from ._layer import (
     Layer,
@@ -379,8 +380,7 @@ def FanOut(num: int) -> Layer:
       >>> jaxnet.FanOut(2).init(jax.random.key(0), (None, 3))
       (((None, 3), (None, 3)), {})
     """
-    if not isinstance(num, int) or num < 1:
-        raise ValueError(f"FanOut(num={num!r}): num must be an integer >= 1.")
+    check_int(f"FanOut(num={num!r})", "num", num)
     desc = f"FanOut(num={num})"
 
     def init(rng: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
@@ -388,7 +388,7 @@ def FanOut(num: int) -> Layer:
 
     def apply(params: Params, x: Any, **_: Any) -> Any:
         _no_params(desc, params)
-        return (x,) * num
+        return (as_inputs(desc, x),) * num
 
     def backward(
         params: Params, x: Any, y: Any, g: Any, **_: Any
@@ -438,6 +438,7 @@ def FanInSum() -> Layer:
             raise ShapeError(
                 f"{desc}: expected a tuple of inputs, got {type(x).__name__}."
             )
+        x = tuple(float_input(desc, xi, f"input {i}") for i, xi in enumerate(x))
         _same_shapes(desc, tuple(tuple(jnp.shape(xi)) for xi in x))
         total = x[0]
         for xi in x[1:]:
@@ -465,6 +466,7 @@ def FanInConcat(axis: int = -1) -> Layer:
       >>> jaxnet.FanInConcat().init(jax.random.key(0), ((None, 3), (None, 5)))
       ((None, 8), {})
     """
+    check_axis_arg(f"FanInConcat(axis={axis!r})", "axis", axis)
     desc = f"FanInConcat(axis={axis})"
 
     def init(rng: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
@@ -474,7 +476,7 @@ def FanInConcat(axis: int = -1) -> Layer:
                 "Put FanOut(n) and parallel(...) before it."
             )
         rank = len(input_shape[0])
-        ax = axis % rank if rank else 0
+        ax = check_axis(desc, axis, rank, "input")
         for s in input_shape:
             if len(s) != rank or any(
                 a != b for i, (a, b) in enumerate(zip(s, input_shape[0])) if i != ax
@@ -491,6 +493,11 @@ def FanInConcat(axis: int = -1) -> Layer:
 
     def apply(params: Params, x: Any, **_: Any) -> Any:
         _no_params(desc, params)
+        if not isinstance(x, (tuple, list)) or not x:
+            raise ShapeError(
+                f"{desc}: expected a tuple of inputs, got {type(x).__name__}."
+            )
+        x = tuple(as_inputs(desc, xi, f"input {i}") for i, xi in enumerate(x))
         init(None, tuple(tuple(jnp.shape(xi)) for xi in x))  # shape check only
         return jnp.concatenate(x, axis=axis)
 
@@ -519,7 +526,7 @@ def Identity() -> Layer:
 
     def apply(params: Params, x: Any, **_: Any) -> Any:
         _no_params(desc, params)
-        return x
+        return as_inputs(desc, x)
 
     def backward(
         params: Params, x: Any, y: Any, g: Any, **_: Any
@@ -597,6 +604,7 @@ def residual(*layers: LayerSpec) -> Layer:
         state: Any = None,
         **kw: Any,
     ) -> Any:
+        x = as_inputs(desc, x)
         fx, new_state = branch(params, x, key, state, kw)
         return (x + fx, new_state) if f.stateful else x + fx
 

@@ -19,13 +19,21 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erf
 
+from ._checks import (
+    arg_error,
+    as_input,
+    check_axis,
+    check_axis_arg,
+    check_int,
+    check_number,
+    float_input,
+)
 from ._errors import MissingKeyError, ShapeError
 from ._layer import (
     Layer,
     compute_dtype,
     fmt_shape,
     numel,
-    require_float,
     require_params,
     require_rank,
 )
@@ -157,10 +165,7 @@ def Dense(
       >>> layer.apply(params, jnp.ones((1, 3)))
       Array([[3., 3.]], dtype=float32)
     """
-    if not isinstance(out_dim, int) or out_dim < 1:
-        raise ValueError(
-            f"Dense(out_dim={out_dim!r}): out_dim must be an integer >= 1."
-        )
+    check_int(f"Dense(out_dim={out_dim!r})", "out_dim", out_dim)
     w_init = w_init if w_init is not None else lecun_normal
     b_init = b_init if b_init is not None else _zeros
     desc = f"Dense(out_dim={out_dim})"
@@ -182,7 +187,7 @@ def Dense(
 
     def apply(params: Params, x: Any, **_: Any) -> Array:
         require_params(desc, params, names)
-        x = require_float(desc, x)
+        x = float_input(desc, x)
         in_dim = params["w"].shape[0]
         if x.ndim < 1 or x.shape[-1] != in_dim:
             raise ShapeError(
@@ -201,14 +206,31 @@ def Dense(
 
 
 def _activation(
-    name: str, desc: str, fwd: Callable[[Array], Array], vjp: Callable[..., Array]
+    name: str,
+    desc: str,
+    fwd: Callable[[Array], Array],
+    vjp: Callable[..., Array],
+    axis: int | None = None,
 ) -> Layer:
+    """An elementwise (or, with ``axis``, along-an-axis) parameter-free layer.
+
+    Float input only (the rule of :mod:`jaxnet._checks`); ``axis`` must exist in it.
+    """
+
+    def check_shape(shape: Any) -> None:
+        if axis is not None:
+            check_axis(desc, axis, len(shape))
+
     def init(key: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
+        require_rank(desc, input_shape, 0)
+        check_shape(input_shape)
         return input_shape, {}
 
     def apply(params: Params, x: Any, **_: Any) -> Array:
         require_params(desc, params, [])
-        return fwd(jnp.asarray(x))
+        x = float_input(desc, x)
+        check_shape(x.shape)
+        return fwd(x)
 
     def backward(params: Params, x: Array, y: Array, g: Array, **_: Any):
         return {}, vjp(x, y, g)
@@ -317,6 +339,11 @@ def leaky_relu_vjp(x: Array, y: Array, g: Array, negative_slope: float = 0.01) -
 
 def LeakyRelu(negative_slope: float = 0.01) -> Layer:
     """``x if x >= 0 else negative_slope * x``. Backward: :func:`leaky_relu_vjp`."""
+    check_number(
+        f"LeakyRelu(negative_slope={negative_slope!r})",
+        "negative_slope",
+        negative_slope,
+    )
     return _activation(
         "leaky_relu",
         f"LeakyRelu(negative_slope={negative_slope})",
@@ -333,6 +360,7 @@ def elu_vjp(x: Array, y: Array, g: Array, alpha: float = 1.0) -> Array:
 
 def Elu(alpha: float = 1.0) -> Layer:
     """``x if x > 0 else alpha (e^x - 1)``. Backward: :func:`elu_vjp`."""
+    check_number(f"Elu(alpha={alpha!r})", "alpha", alpha)
     return _activation(
         "elu",
         f"Elu(alpha={alpha})",
@@ -365,11 +393,13 @@ def softmax_vjp(x: Array, y: Array, g: Array, axis: int = -1) -> Array:
 
 def Softmax(axis: int = -1) -> Layer:
     """``exp(x) / sum(exp(x), axis)``, computed stably. Backward: :func:`softmax_vjp`."""
+    check_axis_arg(f"Softmax(axis={axis!r})", "axis", axis)
     return _activation(
         "softmax",
         f"Softmax(axis={axis})",
         lambda x: jax.nn.softmax(x, axis=axis),
         lambda x, y, g: softmax_vjp(x, y, g, axis),
+        axis,
     )
 
 
@@ -380,11 +410,13 @@ def log_softmax_vjp(x: Array, y: Array, g: Array, axis: int = -1) -> Array:
 
 def LogSoftmax(axis: int = -1) -> Layer:
     """``x - logsumexp(x, axis)``. Backward: :func:`log_softmax_vjp`."""
+    check_axis_arg(f"LogSoftmax(axis={axis!r})", "axis", axis)
     return _activation(
         "log_softmax",
         f"LogSoftmax(axis={axis})",
         lambda x: jax.nn.log_softmax(x, axis=axis),
         lambda x, y, g: log_softmax_vjp(x, y, g, axis),
+        axis,
     )
 
 
@@ -421,10 +453,11 @@ def Flatten() -> Layer:
 
     def apply(params: Params, x: Any, **_: Any) -> Array:
         require_params(desc, params, [])
-        x = jnp.asarray(x)
+        x = as_input(desc, x)
         if x.ndim < 1:
             raise ShapeError(f"{desc}: expected input of rank >= 1, got a scalar.")
-        return x.reshape(x.shape[0], -1)
+        # Explicit sizes, no -1: a zero-size batch leaves -1 undetermined.
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
     def backward(params: Params, x: Array, y: Array, g: Array, **_: Any):
         return {}, reshape_vjp(x, y, g)
@@ -445,10 +478,24 @@ def Reshape(shape: tuple[int, ...]) -> Layer:
       >>> jaxnet.Reshape((8, 8, 1)).init(jax.random.key(0), (None, 64))
       ((None, 8, 8, 1), {})
     """
+    if not isinstance(shape, (tuple, list)) or not all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape
+    ):
+        raise arg_error(
+            f"Reshape(shape={shape!r})",
+            "shape",
+            shape,
+            "a tuple of ints (the per-example shape), e.g. (8, 8, 1)",
+        )
     shape = tuple(int(d) for d in shape)
     desc = f"Reshape(shape={shape})"
     if sum(d == -1 for d in shape) > 1 or any(d < -1 for d in shape):
         raise ValueError(f"{desc}: at most one -1 and no other negative sizes allowed.")
+    if -1 in shape and 0 in shape:
+        raise ValueError(
+            f"{desc}: shape with a 0 size must not have a -1 (its size is "
+            f"undetermined), got {shape}. Give every size."
+        )
 
     def target(rest: int) -> tuple[int, ...]:
         known = math.prod(d for d in shape if d != -1)
@@ -477,7 +524,7 @@ def Reshape(shape: tuple[int, ...]) -> Layer:
 
     def apply(params: Params, x: Any, **_: Any) -> Array:
         require_params(desc, params, [])
-        x = jnp.asarray(x)
+        x = as_input(desc, x)
         if x.ndim < 1:
             raise ShapeError(f"{desc}: expected input of rank >= 1, got a scalar.")
         return x.reshape((x.shape[0],) + target(math.prod(x.shape[1:])))
@@ -607,7 +654,7 @@ def Dropout(drop_rate: float) -> Layer:
         **_: Any,
     ) -> Array:
         require_params(desc, params, [])
-        x = jnp.asarray(x)
+        x = float_input(desc, x)
         if not train or drop_rate == 0.0:
             return x
         return jnp.where(_mask(key, x), x / (1.0 - drop_rate), jnp.zeros_like(x))

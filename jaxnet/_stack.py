@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import as_inputs, check_layer
 from ._errors import ParamsError, ShapeError
 from ._layer import Layer, fmt_shape, in_sublayer
 from ._types import Params, PRNGKey, ShapeTree
@@ -45,8 +46,8 @@ def _policy(desc: str, remat: RematPolicy) -> Callable[..., Any] | None | bool:
         fn = getattr(jax.checkpoint_policies, remat, None)
         if fn is None or remat not in names:
             raise ValueError(
-                f"{desc}: unknown remat policy {remat!r}. Use True (save nothing), "
-                f"False, a callable policy, or one of {names}."
+                f"{desc}: unknown remat policy {remat!r}. Expected True (save "
+                f"nothing), False, a callable policy, or one of {names}."
             )
         # Policies that take arguments (save_only_these_names, ...) are factories.
         return fn
@@ -97,6 +98,7 @@ def remat(layer: Layer, policy: RematPolicy = True) -> Layer:
       >>> jax.grad(loss)(params)["dense_0"]["w"].shape
       (3, 4)
     """
+    check_layer(f"remat(policy={policy!r})", "layer", layer)
     desc = f"remat({layer.desc}, policy={policy!r})"
     _no_state(desc, layer)
     pol = _policy(desc, policy)
@@ -179,6 +181,7 @@ def hand_grad(layer: Layer) -> Layer:
       >>> bool(jnp.allclose(g["dense_0"]["w"], auto["dense_0"]["w"], atol=1e-6))
       True
     """
+    check_layer("hand_grad", "layer", layer)
     desc = f"hand_grad({layer.desc})"
     _no_state(desc, layer)
     if layer.backward is None:
@@ -263,8 +266,11 @@ def Stack(
       >>> out_shape, params["mlp"]["dense_1"]["w"].shape
       ((None, 5, 8), (6, 8, 32))
     """
+    check_layer(f"Stack(num={num!r})", "layer", layer)
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
-        raise ValueError(f"Stack({layer!r}, num={num!r}): num must be an int >= 1.")
+        raise ValueError(
+            f"Stack({layer!r}, num={num!r}): num must be an int >= 1, got {num!r}."
+        )
     desc = f"Stack({layer.desc}, num={num}" + (f", remat={remat!r}" if remat else "")
     desc += ", unroll=True)" if unroll else ")"
     _no_state(desc, layer)
@@ -330,7 +336,7 @@ def Stack(
         return jax.lax.scan(body, x, (params, keys), length=num)
 
     def apply(params: Params, x: Any, *, key: PRNGKey | None = None, **kw: Any) -> Any:
-        return forward(params, x, key, kw)[0]
+        return forward(params, as_inputs(desc, x), key, kw)[0]
 
     def backward(
         params: Params, x: Any, y: Any, g: Any, *, key: PRNGKey | None = None, **kw: Any

@@ -6,6 +6,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from ._checks import check_int, is_number
 from ._combinators import residual, serial
 from ._layer import Layer
 from ._layers import Dense, Dropout, Gelu
@@ -53,10 +54,20 @@ def TransformerBlock(
       >>> block.init(jax.random.key(0), (None, 5, 8))[0]
       (None, 5, 8)
     """
+    desc = f"TransformerBlock(num_heads={num_heads!r}, d_model={d_model!r})"
+    check_int(desc, "num_heads", num_heads)
+    check_int(desc, "d_model", d_model)
+    check_int(f"TransformerBlock(mlp_ratio={mlp_ratio!r})", "mlp_ratio", mlp_ratio)
     if d_model % num_heads:
         raise ValueError(
             f"TransformerBlock(num_heads={num_heads}, d_model={d_model}): num_heads must "
-            "divide d_model."
+            f"divide d_model, got d_model % num_heads = {d_model % num_heads}. Each "
+            "head gets d_model / num_heads features."
+        )
+    if not (is_number(drop_rate) and 0.0 <= drop_rate < 1.0):
+        raise ValueError(
+            f"TransformerBlock(drop_rate={drop_rate!r}): drop_rate is the probability "
+            "of zeroing an element and must lie in [0, 1)."
         )
     attention: list[Any] = [
         LayerNorm(dtype=dtype),
