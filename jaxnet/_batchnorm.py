@@ -7,12 +7,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ._checks import check_number, float_input, is_number
 from ._errors import ShapeError, StateError
 from ._layer import (
     Layer,
     fmt_shape,
     missing_state_error,
-    require_float,
     require_params,
     require_rank,
 )
@@ -125,10 +125,11 @@ def BatchNorm(
       (Array([[-1., -1.],
              [ 1.,  1.]], dtype=float32), Array([0.02, 0.04], dtype=float32))
     """
-    if not 0.0 <= momentum < 1.0:
+    if not (is_number(momentum) and 0.0 <= momentum < 1.0):
         raise ValueError(
             f"BatchNorm(momentum={momentum!r}): momentum must lie in [0, 1)."
         )
+    check_number(f"BatchNorm(epsilon={epsilon!r})", "epsilon", epsilon, at_least=0)
     desc = f"BatchNorm(momentum={momentum}, epsilon={epsilon})"
     names = [n for n, on in (("scale", use_scale), ("offset", use_bias)) if on]
 
@@ -167,7 +168,7 @@ def BatchNorm(
                 f"{desc}: expected state {{'mean', 'var'}}, got {state!r:.80}. Pass the "
                 "state made by init_state."
             )
-        x = require_float(desc, x)
+        x = float_input(desc, x)
         c = state["mean"].shape[0]
         if x.ndim < 2 or x.shape[-1] != c:
             raise ShapeError(
@@ -192,7 +193,7 @@ def BatchNorm(
             y = y * _bcast(params["scale"].astype(x.dtype), n)
         if use_bias:
             y = y + _bcast(params["offset"].astype(x.dtype), n)
-        if not train:
+        if not train or x.size == 0:  # an empty batch has no statistics to keep
             return y, state
         dt = state["mean"].dtype
         new_state = {

@@ -35,12 +35,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ._checks import float_input, int_tuple, is_int
 from ._errors import ShapeError
 from ._layer import (
     Layer,
     compute_dtype,
     fmt_shape,
-    require_float,
     require_params,
     require_rank,
 )
@@ -57,15 +57,22 @@ _LAYOUTS = {
 # ------------------------------------------------------------------------- helpers
 
 
-def _tuple(v: int | Sequence[int], n: int, what: str, desc: str) -> tuple[int, ...]:
-    """Broadcast an int to ``n`` entries, or check a sequence has ``n`` entries >= 1."""
-    t = (int(v),) * n if isinstance(v, int) else tuple(int(e) for e in v)
-    if len(t) != n or any(e < 1 for e in t):
-        raise ValueError(
-            f"{desc}: {what} must be an int or {n} ints >= 1 (one per spatial axis), "
-            f"got {v!r}."
-        )
-    return t
+def _tuple(
+    v: int | Sequence[int] | None, n: int, what: str, desc: str
+) -> tuple[int, ...]:
+    """Broadcast an int to ``n`` entries (``None``: all ones, as Flax and stax), or
+    check a sequence has ``n`` entries >= 1."""
+    return int_tuple(desc, what, v, n, none=1)
+
+
+def _sizes(v: Any) -> Any:
+    """A kernel or window size as a tuple (an int broadcasts); anything else is kept
+    as given, for the caller's message."""
+    if is_int(v):
+        return (int(v),)
+    if isinstance(v, Sequence) and not isinstance(v, str):
+        return tuple(v)
+    return v if isinstance(v, tuple) else (v,)
 
 
 def _padding_spec(padding: Any, n: int, desc: str) -> str | Pads:
@@ -399,12 +406,12 @@ def _conv_layer(
     dtype: Any,
 ) -> Layer:
     name = "conv" if kind == "Conv" else "conv_transpose"
-    ks = (kernel_size,) if isinstance(kernel_size, int) else tuple(kernel_size)
+    ks = _sizes(kernel_size)
     base = f"{kind}(out_channels={out_channels}, kernel_size={ks})"
     if not isinstance(out_channels, int) or out_channels < 1:
         raise ValueError(f"{base}: out_channels must be an integer >= 1.")
     n = len(ks)
-    if n not in (1, 2, 3) or any(int(k) < 1 for k in ks):
+    if n not in (1, 2, 3) or not all(is_int(k) and k >= 1 for k in ks):
         raise ValueError(
             f"{base}: kernel_size must be 1, 2 or 3 ints >= 1 (one per spatial axis)."
         )
@@ -490,7 +497,7 @@ def _conv_layer(
 
     def prepare(params: Params, x: Any) -> tuple[Array, dict[str, Any]]:
         require_params(desc, params, names)
-        x = require_float(desc, x)
+        x = float_input(desc, x)
         _check_input(desc, x, n)
         w = params["w"]
         if w.ndim != n + 2 or w.shape[:n] != ks or w.shape[-1] != out_channels:
@@ -530,7 +537,7 @@ def Conv(
     out_channels: int,
     kernel_size: int | Sequence[int],
     *,
-    strides: int | Sequence[int] = 1,
+    strides: int | Sequence[int] | None = 1,
     padding: str | int | Sequence[Any] = "SAME",
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
@@ -551,7 +558,7 @@ def Conv(
     Args:
       out_channels: number of output channels.
       kernel_size: one int per spatial axis; an int means a 1-d convolution.
-      strides: window strides (int or one per axis).
+      strides: window strides (int or one per axis; None: all ones, as Flax).
       padding: ``"SAME"`` (default; output ``ceil(X / s)``, extra padding at the
         end, as ``jax.lax``), ``"VALID"``, an int, or ``(low, high)`` pairs.
         Flax's ``"CIRCULAR"``/``"CAUSAL"`` are not supported.
@@ -665,7 +672,7 @@ def ConvTranspose(
     out_channels: int,
     kernel_size: int | Sequence[int],
     *,
-    strides: int | Sequence[int] = 1,
+    strides: int | Sequence[int] | None = 1,
     padding: str | int | Sequence[Any] = "SAME",
     dilation: int | Sequence[int] = 1,
     use_bias: bool = True,
@@ -688,7 +695,7 @@ def ConvTranspose(
     Args:
       out_channels: number of output channels.
       kernel_size: one int per spatial axis; an int means 1-d.
-      strides: the upsampling factors (input dilation).
+      strides: the upsampling factors (input dilation; None: all ones).
       padding: ``"SAME"`` (default), ``"VALID"``, an int or ``(low, high)`` pairs.
       dilation: kernel dilation.
       use_bias, w_init, b_init, dtype: as :func:`Conv`.
@@ -871,10 +878,10 @@ def _pool_layer(
     padding: Any,
     count_include_pad: bool = True,
 ) -> Layer:
-    win = (window,) if isinstance(window, int) else tuple(window)
+    win = _sizes(window)
     base = f"{kind}(window={win})"
     n = len(win)
-    if n not in (1, 2, 3) or any(int(k) < 1 for k in win):
+    if n not in (1, 2, 3) or not all(is_int(k) and k >= 1 for k in win):
         raise ValueError(f"{base}: window must be 1, 2 or 3 ints >= 1.")
     st = _tuple(1 if strides is None else strides, n, "strides", base)
     pad = _padding_spec(padding, n, base)
@@ -908,7 +915,7 @@ def _pool_layer(
 
     def prepare(params: Params, x: Any) -> tuple[Array, Pads]:
         require_params(desc, params, [])
-        x = require_float(desc, x)
+        x = float_input(desc, x)
         _check_input(desc, x, n)
         pads = pads_for(x.shape[1:-1])
         _check_fits(desc, x.shape[1:-1], pads, win, (1,) * n)
@@ -1081,7 +1088,7 @@ def GlobalAvgPool() -> Layer:
 
     def apply(params: Params, x: Any, **_: Any) -> Array:
         require_params(desc, params, [])
-        x = require_float(desc, x)
+        x = float_input(desc, x)
         check(x.shape)
         return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
 

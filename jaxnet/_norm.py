@@ -50,12 +50,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ._checks import check_number, float_input
 from ._errors import ParamsError, ShapeError
 from ._layer import (
     Layer,
     compute_dtype,
     fmt_shape,
-    require_float,
     require_params,
     require_rank,
 )
@@ -206,8 +206,7 @@ def _desc(cls: str, lead: str, epsilon: float, **flags: bool) -> str:
 
 
 def _check_epsilon(desc: str, epsilon: Any) -> None:
-    if not isinstance(epsilon, (int, float)) or not epsilon >= 0:
-        raise ValueError(f"{desc}: epsilon must be a number >= 0, got {epsilon!r}.")
+    check_number(desc, "epsilon", epsilon, at_least=0)
 
 
 def _check_features(
@@ -403,7 +402,7 @@ def LayerNorm(
 
     def apply(params: Params, x: Any, **_: Any) -> Array:
         require_params(desc, params, names)
-        x = require_float(desc, x)
+        x = float_input(desc, x)
         _check_features(desc, params, x, 1, "(..., features)")
         return layer_norm(params, x, epsilon=epsilon, custom_grad=custom_grad)
 
@@ -526,7 +525,7 @@ def RMSNorm(
 
     def apply(params: Params, x: Any, **_: Any) -> Array:
         require_params(desc, params, names)
-        x = require_float(desc, x)
+        x = float_input(desc, x)
         _check_features(desc, params, x, 1, "(..., features)")
         return rms_norm(params, x, epsilon=epsilon, custom_grad=custom_grad)
 
@@ -700,7 +699,7 @@ def GroupNorm(
 
     def apply(params: Params, x: Any, **_: Any) -> Array:
         require_params(desc, params, names)
-        x = require_float(desc, x)
+        x = float_input(desc, x)
         _check_features(desc, params, x, 2, layout)
         g = groups_for(x.shape[-1])
         return group_norm(params, x, num_groups=g, epsilon=epsilon)

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ._checks import as_inputs, float_input
 from ._errors import ShapeError
 from ._layer import (
     Layer,
@@ -37,7 +38,6 @@ from ._layer import (
     compute_dtype,
     fmt_shape,
     in_sublayer,
-    require_float,
     require_params,
     union_options,
 )
@@ -358,8 +358,10 @@ def _make_cell(
     def check_apply(params: Params, inp: Any) -> tuple[Any, Array]:
         require_params(desc, params, ["input", "hidden"])
         carry, x = split_input(inp)
-        x = require_float(desc, x, "x_t")
-        carry = jax.tree.map(lambda a: require_float(desc, a, "carry"), carry)
+        x = float_input(desc, x, "x_t")
+        carry = jax.tree.map(
+            lambda a: float_input(desc, a, "carry"), as_inputs(desc, carry, "carry")
+        )
         shapes = jax.tree.map(lambda a: tuple(a.shape), carry)
         check(shapes, tuple(x.shape), params["input"]["w"].shape[0])
         return carry, x
@@ -622,7 +624,7 @@ def RNN(cell: Cell, *, reverse: bool = False, return_carry: bool = False) -> Lay
         return ((carry_shapes, out) if return_carry else out), params
 
     def prepare(params: Params, x: Any, initial_carry: Any):
-        x = require_float(desc, x)
+        x = float_input(desc, x)
         _require_seq(desc, tuple(x.shape))
         expected = cell.carry_shape((x.shape[0],))
         dt = compute_dtype(x.dtype, *(p.dtype for p in jax.tree.leaves(params)))
@@ -759,7 +761,7 @@ def Bidirectional(forward_rnn: Layer, backward_rnn: Layer) -> Layer:
 
     def run(params: Params, x: Any, initial_carry: Any, options: dict):
         require_params(desc, params, ["forward", "backward"])
-        x = require_float(desc, x)
+        x = float_input(desc, x)
         _require_seq(desc, tuple(x.shape))
         cf, cb = carries(initial_carry)
         xr = jnp.flip(x, 1)

@@ -20,12 +20,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import as_inputs, check_int, check_number, float_input
 from ._errors import DTypeError, ShapeError
 from ._layer import (
     Layer,
     compute_dtype,
     fmt_shape,
-    require_float,
     require_params,
     require_rank,
 )
@@ -259,7 +259,7 @@ def LearnedPositionalEmbedding(
 
     def apply(params: Params, x: Any, **_: Any) -> Array:
         require_params(desc, params, ["embedding"])
-        x = require_float(desc, x)
+        x = float_input(desc, x)
         d = params["embedding"].shape[1]
         if x.ndim < 2 or x.shape[-1] != d:
             raise ShapeError(
@@ -317,6 +317,13 @@ def SinusoidalPositionalEmbedding(base: float = 10000.0) -> Layer:
     References:
       Vaswani et al., "Attention is all you need", 2017, section 3.5.
     """
+    check_number(
+        f"SinusoidalPositionalEmbedding(base={base!r})",
+        "base",
+        base,
+        above=1,
+        fix="The wavelengths grow as base^(2i/d); the usual base is 10000.0.",
+    )
     desc = f"SinusoidalPositionalEmbedding(base={base})"
 
     def _init(key: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
@@ -325,8 +332,8 @@ def SinusoidalPositionalEmbedding(base: float = 10000.0) -> Layer:
 
     def apply(params: Params, x: Any, **_: Any) -> Array:
         require_params(desc, params, [])
-        x = require_float(desc, x)
-        require_rank(desc, tuple(x.shape), 2)
+        x = float_input(desc, x)
+        _require_seq_input(desc, tuple(x.shape), "(..., seq, d)")
         pe = jnp.asarray(sinusoidal_table(x.shape[-2], x.shape[-1], base), x.dtype)
         return x + pe.reshape((1,) * (x.ndim - 2) + pe.shape)
 
@@ -420,6 +427,13 @@ def RotaryEmbedding(base: float = 10000.0) -> Layer:
     References:
       Su et al., "RoFormer: Enhanced Transformer with Rotary Position Embedding", 2021.
     """
+    check_number(
+        f"RotaryEmbedding(base={base!r})",
+        "base",
+        base,
+        above=1,
+        fix="The wavelengths grow as base^(2j/dim); the usual base is 10000.0.",
+    )
     desc = f"RotaryEmbedding(base={base})"
 
     def _check(shape: tuple) -> None:
@@ -436,7 +450,7 @@ def RotaryEmbedding(base: float = 10000.0) -> Layer:
 
     def apply(params: Params, x: Any, **_: Any) -> Array:
         require_params(desc, params, [])
-        x = require_float(desc, x)
+        x = float_input(desc, x)
         _check(tuple(x.shape))
         return rotary(x, base)
 
@@ -667,6 +681,19 @@ def MultiHeadAttention(
         )
     w_init = w_init if w_init is not None else jax.nn.initializers.lecun_normal()
     b_init = b_init if b_init is not None else jax.nn.initializers.zeros
+    for name, value in (("qkv_features", qkv_features), ("out_features", out_features)):
+        if value is not None:
+            check_int(
+                f"MultiHeadAttention(num_heads={num_heads}, {name}={value!r})",
+                name,
+                value,
+            )
+    if qkv_features is not None and qkv_features % num_heads:
+        raise ValueError(
+            f"MultiHeadAttention(num_heads={num_heads}, qkv_features={qkv_features}): "
+            f"qkv_features must be a multiple of num_heads={num_heads}, got "
+            f"{qkv_features}. Each head gets qkv_features / num_heads features."
+        )
     desc = f"MultiHeadAttention(num_heads={num_heads}"
     if qkv_features is not None:
         desc += f", qkv_features={qkv_features}"
@@ -734,17 +761,18 @@ def MultiHeadAttention(
             if name in params:
                 require_params(f"{desc} ({name})", params[name], proj_names)
         require_params(desc, params, ["query", "key", "value", "out"])
-        cross = isinstance(x, (tuple, list))
+        x = as_inputs(desc, x)
+        cross = isinstance(x, tuple)
         if cross:
             if len(x) != 2:
                 raise ShapeError(
                     f"{desc}: expected x or a tuple (x_q, x_kv), got a tuple of "
                     f"{len(x)} inputs."
                 )
-            xq = require_float(desc, x[0], "query input")
-            xkv = require_float(desc, x[1], "key/value input")
+            xq = float_input(desc, x[0], "query input")
+            xkv = float_input(desc, x[1], "key/value input")
         else:
-            xq = xkv = require_float(desc, x)
+            xq = xkv = float_input(desc, x)
         _check_shapes(tuple(xq.shape), tuple(xkv.shape))
         for what, arr, name in (("query", xq, "query"), ("key/value", xkv, "key")):
             d = params[name]["w"].shape[0]
