@@ -17,15 +17,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import as_input, check_number, float_input
 from ._errors import DTypeError, ShapeError
-from ._layer import require_float
 from ._types import Array, ArrayLike, Params
 
 
 def _pair(name: str, predictions: ArrayLike, targets: ArrayLike) -> tuple[Array, Array]:
     """Check an elementwise loss's inputs: float predictions, same-shape targets."""
-    p = require_float(name, predictions, "predictions")
-    t = jnp.asarray(targets)
+    p = float_input(name, predictions, "predictions")
+    t = as_input(name, targets, "targets")
     if t.shape != p.shape:
         raise ShapeError(
             f"{name}: predictions and targets must have the same shape, got "
@@ -149,6 +149,12 @@ def huber_vjp(
 # -------------------------------------------------------------------- binary labels
 
 
+def _check_eps(eps: Any) -> float:
+    return check_number(
+        f"binary_cross_entropy(eps={eps!r})", "eps", eps, at_least=0, below=0.5
+    )
+
+
 def _default_eps(dtype: Any) -> float:
     # 1e-7 as Keras for float32; relative to the dtype's resolution otherwise.
     return (
@@ -174,7 +180,7 @@ def binary_cross_entropy(
     as :func:`binary_cross_entropy_vjp`.
     """
     p, y = _pair("binary_cross_entropy", probabilities, labels)
-    eps = _default_eps(p.dtype) if eps is None else eps
+    eps = _default_eps(p.dtype) if eps is None else _check_eps(eps)
     # Not a bare clip: at p == eps or 1 - eps its tie would pass half the gradient.
     inside = (p > eps) & (p < 1 - eps)
     pc = jnp.where(inside, p, jax.lax.stop_gradient(jnp.clip(p, eps, 1 - eps)))
@@ -186,7 +192,7 @@ def binary_cross_entropy_vjp(
 ) -> Array:
     """d/dp = (p - y) / (p (1 - p)) inside ``(eps, 1 - eps)``, 0 outside the clip."""
     p, y = _pair("binary_cross_entropy_vjp", probabilities, labels)
-    eps = _default_eps(p.dtype) if eps is None else eps
+    eps = _default_eps(p.dtype) if eps is None else _check_eps(eps)
     inside = (p > eps) & (p < 1 - eps)
     safe = jnp.where(inside, p, 0.5)
     return jnp.where(inside, g * (safe - y) / (safe * (1 - safe)), jnp.zeros_like(p))
@@ -223,8 +229,8 @@ def sigmoid_binary_cross_entropy_vjp(logits: Array, labels: Array, g: Array) -> 
 def _soft_labels(
     name: str, logits: ArrayLike, labels: ArrayLike
 ) -> tuple[Array, Array]:
-    z = require_float(name, logits, "logits")
-    y = jnp.asarray(labels)
+    z = float_input(name, logits, "logits")
+    y = as_input(name, labels, "labels")
     if not jnp.issubdtype(y.dtype, jnp.inexact):
         raise DTypeError(
             f"{name}: expected one-hot or soft float labels of shape {tuple(z.shape)}, "
@@ -265,8 +271,8 @@ def softmax_cross_entropy_vjp(logits: Array, labels: Array, g: Array) -> Array:
 
 
 def _int_labels(name: str, logits: ArrayLike, labels: ArrayLike) -> tuple[Array, Array]:
-    z = require_float(name, logits, "logits")
-    y = jnp.asarray(labels)
+    z = float_input(name, logits, "logits")
+    y = as_input(name, labels, "labels")
     if z.ndim < 1:
         raise ShapeError(
             f"{name}: expected logits of shape (..., num_classes), got ()."
