@@ -136,6 +136,9 @@ from ._recurrent import LSTMCell as LSTMCell  # noqa: E402
 __all__ += ["Bidirectional", "Cell", "GRUCell", "LSTMCell", "RNN"]
 # --- end recurrent family ---
 # --- training (jaxnet/_train.py, jaxnet/_fit.py, jaxnet/_checkpoint.py) ---
+from ._callbacks import Callback as Callback  # noqa: E402
+from ._callbacks import CSVLogger as CSVLogger  # noqa: E402
+from ._callbacks import JSONLinesLogger as JSONLinesLogger  # noqa: E402
 from ._checkpoint import inspect_checkpoint as inspect_checkpoint  # noqa: E402
 from ._checkpoint import load as load  # noqa: E402
 from ._checkpoint import load_with_metadata as load_with_metadata  # noqa: E402
@@ -158,6 +161,9 @@ from ._train import split_key as split_key  # noqa: E402
 from ._train import train_scan as train_scan  # noqa: E402
 
 __all__ += [
+    "Callback",
+    "CSVLogger",
+    "JSONLinesLogger",
     "CheckpointError",
     "inspect_checkpoint",
     "load",

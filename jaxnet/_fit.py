@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import os
-import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
 import jax
@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ._callbacks import Callback, Hooks, make_progress
 from ._errors import ShapeError, TrainingError
 from ._layer import Layer
 from ._train import (
@@ -111,71 +112,6 @@ class FitResult:
     stopped_early: bool = False
     best_epoch: int | None = None
     resumed_from: int = 0
-
-
-# ------------------------------------------------------------------- progress
-
-
-class _Progress:
-    """A one-line progress bar on a text stream (no dependency): epoch, bar, loss, rate."""
-
-    def __init__(self, stream: TextIO | None, epochs: int, min_interval: float = 0.1):
-        self.stream = stream
-        self.epochs = epochs
-        self.min_interval = min_interval
-        self._last = 0.0
-        self._width = 0  # length of the line on screen, to blank it when rewriting
-
-    def update(
-        self, epoch: int, done: int, total: int | None, loss: float, rate: float
-    ) -> None:
-        if self.stream is None:
-            return
-        now = time.perf_counter()
-        if total is not None and done < total and now - self._last < self.min_interval:
-            return
-        self._last = now
-        width = 24
-        if total:
-            filled = int(width * done / total)
-            bar = "[" + "=" * filled + "." * (width - filled) + f"] {done}/{total}"
-        else:
-            bar = f"{done} steps"
-        self._write(
-            f"epoch {epoch}/{self.epochs} {bar}  loss {loss:.4g}  {rate:,.0f} ex/s"
-        )
-
-    def _write(self, line: str, end: str = "") -> None:
-        assert self.stream is not None
-        pad = " " * max(0, self._width - len(line))
-        self.stream.write("\r" + line + pad + end)
-        self._width = 0 if end else len(line)
-        self.stream.flush()
-
-    def end_epoch(self, row: Mapping[str, Any]) -> None:
-        if self.stream is None:
-            return
-        skip = {"epoch", "step", "seconds", "examples_per_second", "compile_seconds"}
-        parts = [f"{k} {v:.4g}" for k, v in row.items() if k not in skip]
-        self._write(
-            f"epoch {row['epoch']}/{self.epochs}  "
-            + "  ".join(parts)
-            + f"  ({row['seconds']:.2f} s, {row['examples_per_second']:,.0f} ex/s"
-            + (
-                f", compile {row['compile_seconds']:.2f} s)"
-                if row.get("compile_seconds")
-                else ")"
-            ),
-            end="\n",
-        )
-
-
-def _progress_stream(progress: bool | None, stream: TextIO | None) -> TextIO | None:
-    stream = sys.stderr if stream is None else stream
-    if progress is None:
-        isatty = getattr(stream, "isatty", None)
-        progress = bool(isatty and isatty())
-    return stream if progress else None
 
 
 # -------------------------------------------------------------------- checks
@@ -316,7 +252,10 @@ def fit(
     shuffle: bool = True,
     steps_per_call: int | None = None,
     progress: bool | None = None,
-    stream: TextIO | None = None,
+    stream: TextIO | logging.Logger | None = None,
+    progress_interval: float = 30.0,
+    callbacks: Sequence[Callback] = (),
+    log_every: int = 1,
     checkpoint: str | os.PathLike[str] | None = None,
     checkpoint_every: int = 1,
     resume: bool = True,
@@ -343,11 +282,22 @@ def fit(
       policy: a :class:`Policy` or a compute dtype such as ``"bfloat16"``.
       gradients: ``"autodiff"`` or ``"analytic"`` (see :func:`make_train_step`).
       shuffle: permute array data every epoch.
-      steps_per_call: for array data, steps per XLA call (the progress bar updates
-        between calls); default: a whole epoch per call.
-      progress: show a progress bar and per-epoch lines; ``None`` (default) shows
-        them when ``stream`` is a terminal.
-      stream: where progress goes (default ``sys.stderr``).
+      steps_per_call: for array data, steps per XLA call (progress and per-step
+        callbacks see each call's steps when it returns); default: a whole epoch
+        per call.
+      progress: ``True`` or ``None`` (default): on a terminal a live display (a
+        ``rich`` bar with loss, examples/s, elapsed time and ETA, and a line per
+        epoch); anywhere else (a file, ``nohup``, SLURM, a notebook's captured
+        stderr) plain lines: one when training starts, one per epoch and at most
+        one every ``progress_interval`` seconds within an epoch. ``False``: silent.
+      stream: where progress goes: a text stream (default ``sys.stderr``) or a
+        :class:`logging.Logger` (lines at INFO level).
+      progress_interval: the least seconds between two plain lines within an epoch
+        (``0``: one after every call into XLA).
+      callbacks: objects with some of :class:`Callback`'s hooks (e.g.
+        :class:`CSVLogger`, :class:`JSONLinesLogger`), called with plain data.
+      log_every: steps between two ``on_step_end`` calls (a step's own loss and
+        metrics, taken from the scan's outputs: no extra device round trips).
       checkpoint: a file path; the run is saved there atomically every
         ``checkpoint_every`` epochs and at the end.
       resume: if ``checkpoint`` exists, continue from it (same key and settings give
@@ -382,7 +332,8 @@ def fit(
       >>> len(result.history), result.step, result.history[-1]["accuracy"] > 0.9
       (20, 80, True)
     """
-    progress_out = _Progress(_progress_stream(progress, stream), epochs)
+    progress_out = make_progress(progress, stream, progress_interval)
+    hooks = Hooks(callbacks, log_every)
     checkpoint = _check_checkpoint_path(checkpoint)
     if checkpoint_every < 1:
         raise ValueError(
@@ -496,116 +447,154 @@ def fit(
 
     compiled: dict[int, Any] = {}  # steps per call -> compiled program
     n_out: int | None = None  # the model's output size, for the per-batch label check
-    for epoch in range(start_epoch, epochs):
-        if stopped:
-            break
-        t0 = time.perf_counter()
-        compile_seconds = 0.0
-        sums: dict[str, float] = {}
-        steps = 0
-        examples = 0
-        if arrays:
-            b = 0
-            while b < spe:
-                k = min(k_call, spe - b)
-                args = (ts, x, y, shuffle_key, step_key, np.int32(epoch), np.int32(b))
-                if k not in compiled:  # ahead of time, so that it is timed apart
-                    tc = time.perf_counter()
-                    fn = _chunk_fn(step, stateful, k, bs, bool(shuffle), True)
-                    compiled[k] = fn.lower(*args).compile()
-                    compile_seconds += time.perf_counter() - tc
-                step0 = int(ts.step)
-                ts, m = compiled[k](*args)
-                m = {name: np.asarray(v) for name, v in m.items()}
-                if stop_on_nan:
-                    _check_finite(m["loss"], step0, epoch, b, spe, history, checkpoint)
-                for name, v in m.items():
-                    sums[name] = sums.get(name, 0.0) + float(
-                        np.sum(v, dtype=np.float64)
+    info = {
+        "epochs": epochs,
+        "start_epoch": start_epoch,
+        "start_step": int(ts.step),
+        "steps_per_epoch": spe,
+        "batch_size": bs if arrays else None,
+        "examples": n if arrays else None,
+        "model": model.desc,
+        "history": [dict(r) for r in history],
+    }
+    progress_out.start(info)
+    hooks.train_start(info)
+    run_steps = 0  # steps taken by this call of fit (for the ETA)
+    try:
+        for epoch in range(start_epoch, epochs):
+            if stopped:
+                break
+            t0 = time.perf_counter()
+            compile_seconds = 0.0
+            sums: dict[str, float] = {}
+            steps = 0
+            examples = 0
+            if arrays:
+                b = 0
+                while b < spe:
+                    k = min(k_call, spe - b)
+                    args = (
+                        ts,
+                        x,
+                        y,
+                        shuffle_key,
+                        step_key,
+                        np.int32(epoch),
+                        np.int32(b),
                     )
-                b += k
-                steps += k
-                examples += k * bs
-                elapsed = time.perf_counter() - t0 - compile_seconds
-                rate = examples / max(elapsed, 1e-9)
-                progress_out.update(epoch + 1, b, spe, float(m["loss"][-1]), rate)
-        else:
-            for i, batch in enumerate(source(epoch)):
-                bx, by = _split_batch("fit", batch)
-                if n_out is None:
-                    n_out = _outputs(model, ts.params, bx, ts.state) or 0
-                if n_out:
-                    where = f"fit (batch {i + 1} of epoch {epoch + 1})"
-                    _check_labels(model, ts.params, bx, by, ts.state, where, n_out)
-                step0 = int(ts.step)
-                skey = jax.random.fold_in(step_key, step0)
-                ts, m = ts_step(ts, batch, skey)
-                m = {name: np.asarray(v) for name, v in m.items()}
-                if stop_on_nan:
-                    _check_finite(
-                        m["loss"][None], step0, epoch, i, None, history, checkpoint
-                    )
-                for name, v in m.items():
-                    sums[name] = sums.get(name, 0.0) + float(v)
-                steps += 1
-                examples += jax.tree.leaves(bx)[0].shape[0]
-                rate = examples / max(time.perf_counter() - t0, 1e-9)
-                progress_out.update(epoch + 1, steps, None, float(m["loss"]), rate)
-        seconds = time.perf_counter() - t0 - compile_seconds
-        row: dict[str, float] = {"epoch": epoch + 1, "step": int(ts.step)}
-        row["loss"] = sums.pop("loss") / max(steps, 1)
-        row.update({k: v / max(steps, 1) for k, v in sorted(sums.items())})
-        if validation_data is not None:
-            val = evaluate(
-                model,
-                loss,
-                ts.params,
-                validation_data,
-                batch_size=eval_batch_size,
-                metrics=metrics,
-                state=ts.state,
-                policy=policy,
-            )
-            row.update({f"val_{k}": v for k, v in val.items()})
-        row["seconds"] = seconds
-        row["compile_seconds"] = compile_seconds
-        row["examples_per_second"] = examples / max(seconds, 1e-9)
-        history.append(row)
-        progress_out.end_epoch(row)
-
-        if early_stopping is not None:
-            if early_stopping.monitor not in row:
-                raise KeyError(
-                    f"fit: EarlyStopping monitors {early_stopping.monitor!r}, which is "
-                    f"not in the history; available: {sorted(row)}. Pass "
-                    "validation_data for val_* entries."
-                )
-            value = float(row[early_stopping.monitor])
-            if early_stopping.improved(value, best["value"]):
-                best.update(value=value, epoch=epoch + 1, wait=0)
-                if keep_best:
-                    best["params"] = jax.tree.map(jnp.copy, ts.params)
+                    if k not in compiled:  # ahead of time, so that it is timed apart
+                        tc = time.perf_counter()
+                        fn = _chunk_fn(step, stateful, k, bs, bool(shuffle), True)
+                        compiled[k] = fn.lower(*args).compile()
+                        compile_seconds += time.perf_counter() - tc
+                    step0 = int(ts.step)
+                    ts, m = compiled[k](*args)
+                    m = {name: np.asarray(v) for name, v in m.items()}
+                    if stop_on_nan:
+                        _check_finite(
+                            m["loss"], step0, epoch, b, spe, history, checkpoint
+                        )
+                    hooks.steps(step0, epoch + 1, b, m)  # the scan's per-step outputs
+                    for name, v in m.items():
+                        sums[name] = sums.get(name, 0.0) + float(
+                            np.sum(v, dtype=np.float64)
+                        )
+                    b += k
+                    steps += k
+                    run_steps += k
+                    examples += k * bs
+                    elapsed = time.perf_counter() - t0 - compile_seconds
+                    rate = examples / max(elapsed, 1e-9)
+                    loss_now = float(m["loss"][-1])
+                    progress_out.update(epoch + 1, b, run_steps, loss_now, rate)
             else:
-                best["wait"] += 1
-                stopped = best["wait"] >= early_stopping.patience
-        last = stopped or epoch + 1 == epochs
-        if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or last):
-            _save_run(
-                checkpoint,
-                snapshot(),
-                epoch + 1,
-                history,
-                best,
-                key,
-                bs if arrays else None,
-                stopped,
-                epochs,
-            )
+                for i, batch in enumerate(source(epoch)):
+                    bx, by = _split_batch("fit", batch)
+                    if n_out is None:
+                        n_out = _outputs(model, ts.params, bx, ts.state) or 0
+                    if n_out:
+                        where = f"fit (batch {i + 1} of epoch {epoch + 1})"
+                        _check_labels(model, ts.params, bx, by, ts.state, where, n_out)
+                    step0 = int(ts.step)
+                    skey = jax.random.fold_in(step_key, step0)
+                    ts, m = ts_step(ts, batch, skey)
+                    m = {name: np.asarray(v) for name, v in m.items()}
+                    if stop_on_nan:
+                        _check_finite(
+                            m["loss"][None], step0, epoch, i, None, history, checkpoint
+                        )
+                    hooks.steps(step0, epoch + 1, i, {k: v[None] for k, v in m.items()})
+                    for name, v in m.items():
+                        sums[name] = sums.get(name, 0.0) + float(v)
+                    steps += 1
+                    run_steps += 1
+                    examples += jax.tree.leaves(bx)[0].shape[0]
+                    rate = examples / max(time.perf_counter() - t0, 1e-9)
+                    loss_now = float(m["loss"])
+                    progress_out.update(epoch + 1, steps, run_steps, loss_now, rate)
+            seconds = time.perf_counter() - t0 - compile_seconds
+            row: dict[str, float] = {"epoch": epoch + 1, "step": int(ts.step)}
+            row["loss"] = sums.pop("loss") / max(steps, 1)
+            row.update({k: v / max(steps, 1) for k, v in sorted(sums.items())})
+            if validation_data is not None:
+                val = evaluate(
+                    model,
+                    loss,
+                    ts.params,
+                    validation_data,
+                    batch_size=eval_batch_size,
+                    metrics=metrics,
+                    state=ts.state,
+                    policy=policy,
+                )
+                row.update({f"val_{k}": v for k, v in val.items()})
+            row["seconds"] = seconds
+            row["compile_seconds"] = compile_seconds
+            row["examples_per_second"] = examples / max(seconds, 1e-9)
+            history.append(row)
+            progress_out.end_epoch(row)
 
+            if early_stopping is not None:
+                if early_stopping.monitor not in row:
+                    raise KeyError(
+                        f"fit: EarlyStopping monitors {early_stopping.monitor!r}, which is "
+                        f"not in the history; available: {sorted(row)}. Pass "
+                        "validation_data for val_* entries."
+                    )
+                value = float(row[early_stopping.monitor])
+                if early_stopping.improved(value, best["value"]):
+                    best.update(value=value, epoch=epoch + 1, wait=0)
+                    if keep_best:
+                        best["params"] = jax.tree.map(jnp.copy, ts.params)
+                else:
+                    best["wait"] += 1
+                    stopped = best["wait"] >= early_stopping.patience
+            if hooks.epoch_end(row, ts):  # a callback asked to stop
+                stopped = True
+            last = stopped or epoch + 1 == epochs
+            if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or last):
+                _save_run(
+                    checkpoint,
+                    snapshot(),
+                    epoch + 1,
+                    history,
+                    best,
+                    key,
+                    bs if arrays else None,
+                    stopped,
+                    epochs,
+                )
+
+    except BaseException as exc:  # close displays and loggers, then re-raise
+        progress_out.close(None)
+        hooks.train_end(
+            {"history": history, "step": int(ts.step), "error": repr(exc)}, ts
+        )
+        raise
     params_out = ts.params
     if keep_best and best["params"] is not None:
         params_out = best["params"]
-    return FitResult(
+    result = FitResult(
         params=params_out,
         opt_state=ts.opt_state,
         state=ts.state,
@@ -615,6 +604,16 @@ def fit(
         best_epoch=best["epoch"],
         resumed_from=resumed_from,
     )
+    summary = {
+        "history": [dict(r) for r in history],
+        "step": result.step,
+        "stopped_early": stopped,
+        "best_epoch": best["epoch"],
+        "resumed_from": resumed_from,
+    }
+    progress_out.close(summary)
+    hooks.train_end(summary, ts)
+    return result
 
 
 def _check_finite(

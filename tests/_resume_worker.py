@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint=args.checkpoint,
         checkpoint_every=1,
         progress=True,
+        progress_interval=0,  # a line after every call: each one slows the run
         stream=SlowStream(args.slow),
     )
     jaxnet.save(args.out, {"params": result.params, "state": result.state})

@@ -6,7 +6,6 @@ strict dtype promotion refuses, so this module runs under standard promotion.
 
 from __future__ import annotations
 
-import io
 import json
 
 import jax
@@ -387,17 +386,6 @@ def test_fit_chunked_epochs_equal_whole_epochs():
     assert chunked.history[-1]["loss"] == pytest.approx(
         whole.history[-1]["loss"], rel=1e-12
     )
-
-
-def test_fit_progress_goes_to_the_stream_only_when_asked():
-    out = io.StringIO()
-    _fit(progress=True, stream=out, epochs=2)
-    text = out.getvalue()
-    assert "epoch 1/2" in text and "epoch 2/2" in text
-    assert "ex/s" in text and "loss" in text and "[====" in text
-    quiet = io.StringIO()  # not a terminal: auto mode stays silent
-    _fit(progress=None, stream=quiet, epochs=1)
-    assert quiet.getvalue() == ""
 
 
 def test_fit_on_a_list_of_batches_and_a_callable():
