@@ -9,7 +9,9 @@ written every epoch. Then it shows the rest of the training API:
 * :func:`jaxnet.save` / :func:`jaxnet.load` (``like=`` the parameters) round-trip the
   trained parameters, and :func:`jaxnet.evaluate` scores the loaded ones;
 * calling ``fit`` again with more epochs and the same checkpoint resumes where the
-  first call stopped (``resumed_from``) instead of starting over.
+  first call stopped (``resumed_from``) instead of starting over;
+* ``--plot curves.png`` draws the loss and accuracy curves of all the epochs with
+  :func:`jaxnet.plot_history` (matplotlib; without it a note is printed instead).
 
 Run: ``python examples/digits_mlp.py`` (needs ``pip install -e '.[examples]'``).
 Exit code 0 iff the final test accuracy reaches ``--target``.
@@ -151,6 +153,16 @@ def train(
     }
 
 
+def save_curves(history: list[dict[str, Any]], path: str, title: str) -> None:
+    """Draw the curves with :func:`jaxnet.plot_history`; without matplotlib, say so."""
+    try:
+        jaxnet.plot_history(history, path, title=title)
+    except ImportError as exc:  # matplotlib is an optional extra: train anyway
+        print(f"note: no curves written to {path}: {exc}")
+        return
+    print(f"wrote the training curves to {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: train, print, and exit 0 iff the target accuracy is reached."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -164,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--plot", default=None, metavar="PATH", help="write the training curves here"
+    )
     args = parser.parse_args(argv)
     result = train(
         args.epochs,
@@ -174,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         args.checkpoint,
         args.quiet,
     )
+    if args.plot is not None:
+        save_curves(result["history"], args.plot, "digits MLP (jaxnet.fit, resumed)")
     acc = result["test_acc"]
     ok = acc >= args.target
     print(

@@ -25,7 +25,9 @@ def _example():
 
 def test_digits_mlp_trains_saves_loads_and_resumes(tmp_path, capsys):
     ckpt = tmp_path / "run.jnc"
+    curves = tmp_path / "curves.png"
     argv = ["--epochs", "6", "--resume-epochs", "2", "--checkpoint", str(ckpt)]
+    argv += ["--plot", str(curves)]
     with jax.numpy_dtype_promotion("standard"):  # optax's adam needs it
         code = _example().main([*argv, "--quiet", "--target", "0.94"])
     out = capsys.readouterr().out
@@ -45,3 +47,8 @@ def test_digits_mlp_trains_saves_loads_and_resumes(tmp_path, capsys):
     assert meta["epoch"] == 8
     assert [row["epoch"] for row in meta["history"]] == list(range(1, 9))
     assert (tmp_path / "params.jnc").exists()
+    if importlib.util.find_spec("matplotlib") is None:
+        assert f"note: no curves written to {curves}" in out
+    else:
+        assert f"wrote the training curves to {curves}" in out
+        assert curves.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
