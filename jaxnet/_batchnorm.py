@@ -11,6 +11,7 @@ from ._checks import check_number, float_input, is_number
 from ._errors import ShapeError, StateError
 from ._layer import (
     Layer,
+    constructor,
     fmt_shape,
     missing_state_error,
     require_params,
@@ -77,6 +78,7 @@ def batch_norm_vjp(
     return grads, dx
 
 
+@constructor
 def BatchNorm(
     *,
     momentum: float = 0.99,

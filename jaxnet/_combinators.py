@@ -17,6 +17,7 @@ from ._errors import ParamsError, ShapeError, StateError
 from ._layer import (
     Layer,
     _is_shape,
+    constructor,
     fmt_shape,
     in_sublayer,
     missing_state_error,
@@ -122,6 +123,7 @@ def _desc(kind: str, named: list[tuple[str, Layer]]) -> str:
     return f"{kind}(" + ", ".join(layer.desc for _, layer in named) + ")"
 
 
+@constructor
 def serial(*layers: LayerSpec) -> Layer:
     """Compose layers in sequence: ``serial(f, g, h)(x) = h(g(f(x)))``.
 
@@ -253,6 +255,7 @@ def _require_tuple(desc: str, x: Any, n: int, what: str) -> None:
         raise ShapeError(f"{desc}: expected a tuple of {n} {what}, got {got}.")
 
 
+@constructor
 def parallel(*layers: LayerSpec) -> Layer:
     """Apply layers side by side: ``(x1, ..., xn) -> (f1(x1), ..., fn(xn))``.
 
@@ -366,6 +369,7 @@ def _no_params(desc: str, params: Any) -> None:
         raise ParamsError(f"{desc}: expected empty params {{}}, got {params!r}.")
 
 
+@constructor
 def FanOut(num: int) -> Layer:
     """Copy the input ``num`` times: ``x -> (x, ..., x)``.
 
@@ -411,6 +415,7 @@ def _same_shapes(desc: str, shapes: tuple[Any, ...]) -> None:
             )
 
 
+@constructor
 def FanInSum() -> Layer:
     """Sum a tuple of inputs of equal shape: ``(x1, ..., xn) -> x1 + ... + xn``.
 
@@ -453,6 +458,7 @@ def FanInSum() -> Layer:
     return Layer("fan_in_sum", init, apply, backward, desc)
 
 
+@constructor
 def FanInConcat(axis: int = -1) -> Layer:
     """Concatenate a tuple of inputs along ``axis`` (default: the feature axis).
 
@@ -511,6 +517,7 @@ def FanInConcat(axis: int = -1) -> Layer:
     return Layer("fan_in_concat", init, apply, backward, desc)
 
 
+@constructor
 def Identity() -> Layer:
     """The identity layer, ``x -> x``; backward ``dx = g``.
 
@@ -536,6 +543,7 @@ def Identity() -> Layer:
     return Layer("identity", init, apply, backward, desc)
 
 
+@constructor
 def residual(*layers: LayerSpec) -> Layer:
     """A residual connection: ``x -> x + f(x)`` with ``f = serial(*layers)``.
 

@@ -40,6 +40,7 @@ from ._errors import ShapeError
 from ._layer import (
     Layer,
     compute_dtype,
+    constructor,
     fmt_shape,
     require_params,
     require_rank,
@@ -533,6 +534,7 @@ def _conv_layer(
     return Layer(name, init, apply, backward, desc)
 
 
+@constructor
 def Conv(
     out_channels: int,
     kernel_size: int | Sequence[int],
@@ -668,6 +670,7 @@ def conv_transpose_vjp(
     )
 
 
+@constructor
 def ConvTranspose(
     out_channels: int,
     kernel_size: int | Sequence[int],
@@ -957,6 +960,7 @@ _POOL_ARGS = """
 """
 
 
+@constructor
 def MaxPool(
     window: int | Sequence[int],
     strides: int | Sequence[int] | None = None,
@@ -989,6 +993,7 @@ def MaxPool(
     return _pool_layer("MaxPool", "max_pool", window, strides, padding)
 
 
+@constructor
 def AvgPool(
     window: int | Sequence[int],
     strides: int | Sequence[int] | None = None,
@@ -1027,6 +1032,7 @@ def AvgPool(
     )
 
 
+@constructor
 def SumPool(
     window: int | Sequence[int],
     strides: int | Sequence[int] | None = None,
@@ -1058,6 +1064,7 @@ def global_avg_pool_vjp(x: Array, g: Array) -> Array:
     return jnp.broadcast_to((g / m).reshape(shape), x.shape).astype(x.dtype)
 
 
+@constructor
 def GlobalAvgPool() -> Layer:
     """Mean over every spatial axis: ``(batch, *spatial, c) -> (batch, c)``.
 

@@ -329,9 +329,9 @@ def _wrap_init(raw: InitFn, desc: str = "") -> InitFn:
     return init
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Layer:
-    """A layer: a name and two pure functions, ``init`` and ``apply``.
+    r"""A layer: a name and two pure functions, ``init`` and ``apply``.
 
     The contract::
 
@@ -351,6 +351,14 @@ class Layer:
       ``y = apply(params, x)`` and ``g`` is the cotangent of ``y``. It is what
       :mod:`jaxnet.analytic` uses; every built-in layer has one.
     * ``desc`` is the human-readable constructor call, used in error messages.
+    * **Equality by value**: layers made by jaxnet's constructors compare equal (and
+      hash equal) when made by the same constructor calls: ``Dense(16) ==
+      Dense(16)``, and two models rebuilt by the same code are equal, so
+      ``jax.jit(f, static_argnums=...)`` over a rebuilt model hits its cache. An
+      argument that is a function (an initialiser, ``Lambda``'s ``fn``) or an array
+      compares by identity: ``Lambda(jnp.tanh) == Lambda(jnp.tanh)``, but two
+      ``lambda``\ s with the same body are different functions. A ``Layer`` built
+      directly (``Layer(name, init, apply)``) compares by identity.
 
     **State** (one design, used by every stateful layer and threaded through every
     combinator): a layer with running statistics (``BatchNorm``) has ``init_state``,
@@ -411,6 +419,19 @@ class Layer:
     desc: str = ""
     init_state: Callable[..., tuple[ShapeTree, Params]] | None = None
     options: frozenset[str] | None = None
+    #: The constructor call that made the layer, as a hashable key (set by
+    #: :func:`constructor`); ``None``: compared by identity.
+    spec: Any = dataclasses.field(default=None, repr=False)
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, Layer) or self.spec is None or other.spec is None:
+            return False
+        return bool(self.spec == other.spec)
+
+    def __hash__(self) -> int:
+        return hash(self.spec) if self.spec is not None else id(self)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
@@ -449,6 +470,61 @@ class Layer:
 
     def __repr__(self) -> str:
         return self.desc
+
+
+class _ByIdentity:
+    """A constructor argument compared by identity (arrays, unhashable objects)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any):
+        self.obj = obj
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ByIdentity) and other.obj is self.obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for one constructor argument, equal iff the arguments
+    make the same layer: layers by their own equality, containers element-wise,
+    numbers with their type (``1``, ``1.0`` and ``True`` differ), functions and
+    arrays by identity."""
+    if isinstance(value, Layer):
+        return value
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, tuple(_frozen(v) for v in value))
+    if isinstance(value, dict):
+        return ("dict", tuple((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, np.ndarray | jax.Array):
+        return _ByIdentity(value)
+    try:
+        hash(value)
+    except TypeError:
+        return _ByIdentity(value)
+    return (type(value), value)
+
+
+def constructor(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a public layer constructor: the layers it returns compare (and hash) by
+    the call that made them, ``fn`` and its arguments with defaults filled in (see
+    :class:`Layer`). The layer keeps the key in ``spec``; nothing else changes."""
+    sig = inspect.signature(fn)
+    where = (fn.__module__, fn.__qualname__)
+
+    @functools.wraps(fn)
+    def make(*args: Any, **kwargs: Any) -> Any:
+        layer = fn(*args, **kwargs)
+        if isinstance(layer, Layer):
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            spec = (where, tuple((k, _frozen(v)) for k, v in bound.arguments.items()))
+            object.__setattr__(layer, "spec", spec)
+        return layer
+
+    return make
 
 
 # --------------------------------------------------------------------------- helpers

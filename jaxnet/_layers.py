@@ -32,6 +32,7 @@ from ._errors import MissingKeyError, ShapeError
 from ._layer import (
     Layer,
     compute_dtype,
+    constructor,
     fmt_shape,
     numel,
     require_params,
@@ -129,6 +130,7 @@ def dense_vjp(params: Params, x: Array, g: Array) -> tuple[Params, Array]:
     return grads, dx
 
 
+@constructor
 def Dense(
     out_dim: int,
     *,
@@ -243,6 +245,7 @@ def relu_vjp(x: Array, y: Array, g: Array) -> Array:
     return jnp.where(x > 0, g, jnp.zeros_like(g))
 
 
+@constructor
 def Relu() -> Layer:
     """Rectified linear unit, ``max(x, 0)``. Backward: :func:`relu_vjp`."""
     return _activation("relu", "Relu()", jax.nn.relu, relu_vjp)
@@ -253,6 +256,7 @@ def sigmoid_vjp(x: Array, y: Array, g: Array) -> Array:
     return g * y * (1 - y)
 
 
+@constructor
 def Sigmoid() -> Layer:
     """Logistic sigmoid, ``1 / (1 + exp(-x))``. Backward: :func:`sigmoid_vjp`."""
     return _activation("sigmoid", "Sigmoid()", jax.nn.sigmoid, sigmoid_vjp)
@@ -263,6 +267,7 @@ def tanh_vjp(x: Array, y: Array, g: Array) -> Array:
     return g * (1 - y * y)
 
 
+@constructor
 def Tanh() -> Layer:
     """Hyperbolic tangent. Backward: :func:`tanh_vjp`."""
     return _activation("tanh", "Tanh()", jnp.tanh, tanh_vjp)
@@ -293,6 +298,7 @@ def gelu_tanh_vjp(x: Array, y: Array, g: Array) -> Array:
     return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
 
 
+@constructor
 def Gelu(approximate: bool = False) -> Layer:
     """Gaussian error linear unit, ``x Phi(x)``.
 
@@ -317,6 +323,7 @@ def silu_vjp(x: Array, y: Array, g: Array) -> Array:
     return g * s * (1 + x * (1 - s))
 
 
+@constructor
 def Silu() -> Layer:
     """Sigmoid linear unit (swish), ``x sigmoid(x)``. Backward: :func:`silu_vjp`."""
     return _activation("silu", "Silu()", jax.nn.silu, silu_vjp)
@@ -327,6 +334,7 @@ def softplus_vjp(x: Array, y: Array, g: Array) -> Array:
     return g * jax.nn.sigmoid(x)
 
 
+@constructor
 def Softplus() -> Layer:
     """``log(1 + exp(x))``, computed stably. Backward: :func:`softplus_vjp`."""
     return _activation("softplus", "Softplus()", jax.nn.softplus, softplus_vjp)
@@ -337,6 +345,7 @@ def leaky_relu_vjp(x: Array, y: Array, g: Array, negative_slope: float = 0.01) -
     return jnp.where(x >= 0, g, negative_slope * g)
 
 
+@constructor
 def LeakyRelu(negative_slope: float = 0.01) -> Layer:
     """``x if x >= 0 else negative_slope * x``. Backward: :func:`leaky_relu_vjp`."""
     check_number(
@@ -358,6 +367,7 @@ def elu_vjp(x: Array, y: Array, g: Array, alpha: float = 1.0) -> Array:
     return jnp.where(x > 0, g, g * neg)
 
 
+@constructor
 def Elu(alpha: float = 1.0) -> Layer:
     """``x if x > 0 else alpha (e^x - 1)``. Backward: :func:`elu_vjp`."""
     check_number(f"Elu(alpha={alpha!r})", "alpha", alpha)
@@ -378,6 +388,7 @@ def selu_vjp(x: Array, y: Array, g: Array) -> Array:
     return SELU_SCALE * elu_vjp(x, y, g, SELU_ALPHA)
 
 
+@constructor
 def Selu() -> Layer:
     """Scaled ELU (Klambauer et al. 2017). Backward: :func:`selu_vjp`."""
     return _activation("selu", "Selu()", jax.nn.selu, selu_vjp)
@@ -391,6 +402,7 @@ def softmax_vjp(x: Array, y: Array, g: Array, axis: int = -1) -> Array:
     return y * (g - jnp.sum(g * y, axis=axis, keepdims=True))
 
 
+@constructor
 def Softmax(axis: int = -1) -> Layer:
     """``exp(x) / sum(exp(x), axis)``, computed stably. Backward: :func:`softmax_vjp`."""
     check_axis_arg(f"Softmax(axis={axis!r})", "axis", axis)
@@ -408,6 +420,7 @@ def log_softmax_vjp(x: Array, y: Array, g: Array, axis: int = -1) -> Array:
     return g - jnp.exp(y) * jnp.sum(g, axis=axis, keepdims=True)
 
 
+@constructor
 def LogSoftmax(axis: int = -1) -> Layer:
     """``x - logsumexp(x, axis)``. Backward: :func:`log_softmax_vjp`."""
     check_axis_arg(f"LogSoftmax(axis={axis!r})", "axis", axis)
@@ -429,6 +442,7 @@ def reshape_vjp(x: Array, y: Array, g: Array) -> Array:
     return g.reshape(jnp.shape(x))
 
 
+@constructor
 def Flatten() -> Layer:
     """Flatten all axes but the first (batch): ``(n, d1, ..., dk) -> (n, d1 * ... * dk)``.
 
@@ -465,6 +479,7 @@ def Flatten() -> Layer:
     return Layer("flatten", init, apply, backward, desc)
 
 
+@constructor
 def Reshape(shape: tuple[int, ...]) -> Layer:
     """Reshape every example, keeping the first (batch) axis: ``(n, ...) -> (n, *shape)``.
 
@@ -538,6 +553,7 @@ def Reshape(shape: tuple[int, ...]) -> Layer:
 # ------------------------------------------------------------------ lifted function
 
 
+@constructor
 def Lambda(
     fn: Callable[[Array], Array],
     *,
@@ -608,6 +624,7 @@ def dropout_vjp(mask: Array, drop_rate: float, g: Array) -> Array:
     return jnp.where(mask, g / (1.0 - drop_rate), jnp.zeros_like(g))
 
 
+@constructor
 def Dropout(drop_rate: float) -> Layer:
     """Inverted dropout: zero each element with probability ``drop_rate`` in training.
 

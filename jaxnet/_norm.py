@@ -55,6 +55,7 @@ from ._errors import ParamsError, ShapeError
 from ._layer import (
     Layer,
     compute_dtype,
+    constructor,
     fmt_shape,
     require_params,
     require_rank,
@@ -320,6 +321,7 @@ def layer_norm_vjp(
     return grads, dx.astype(x.dtype)
 
 
+@constructor
 def LayerNorm(
     *,
     epsilon: float = 1e-6,
@@ -463,6 +465,7 @@ def rms_norm_vjp(
     return grads, dx.astype(x.dtype)
 
 
+@constructor
 def RMSNorm(
     *,
     epsilon: float = 1e-6,
@@ -602,6 +605,7 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+@constructor
 def GroupNorm(
     num_groups: int | None = 32,
     *,

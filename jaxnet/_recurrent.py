@@ -36,6 +36,7 @@ from ._layer import (
     Layer,
     _is_shape,
     compute_dtype,
+    constructor,
     fmt_shape,
     in_sublayer,
     require_params,
@@ -44,7 +45,7 @@ from ._layer import (
 from ._types import Array, Params, PRNGKey, ShapeTree
 
 
-@dataclasses.dataclass(frozen=True, repr=False)  # keep Layer's repr: the desc
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)  # Layer's repr and equality
 class Cell(Layer):
     """A recurrent cell: a :class:`~jaxnet.Layer` for one time step, plus its carry.
 
@@ -385,6 +386,7 @@ def _make_cell(
     )
 
 
+@constructor
 def LSTMCell(hidden: int, *, dtype: Any = jnp.float32) -> Cell:
     """A long short-term memory cell (one time step), equal to ``flax.linen.LSTMCell``.
 
@@ -436,6 +438,7 @@ def LSTMCell(hidden: int, *, dtype: Any = jnp.float32) -> Cell:
     )
 
 
+@constructor
 def GRUCell(hidden: int, *, dtype: Any = jnp.float32) -> Cell:
     """A gated recurrent unit cell (one time step), equal to ``flax.linen.GRUCell``.
 
@@ -565,6 +568,7 @@ def _require_seq(desc: str, shape: Any, in_dim: int | None = None) -> None:
         )
 
 
+@constructor
 def RNN(cell: Cell, *, reverse: bool = False, return_carry: bool = False) -> Layer:
     """Run a cell over the time axis of ``x: (batch, time, features)`` with ``lax.scan``.
 
@@ -693,6 +697,7 @@ def RNN(cell: Cell, *, reverse: bool = False, return_carry: bool = False) -> Lay
     return Layer("rnn", init, apply, backward, desc, options=cell.options)
 
 
+@constructor
 def Bidirectional(forward_rnn: Layer, backward_rnn: Layer) -> Layer:
     """Run one sequence layer forwards and another backwards; concatenate features.
 

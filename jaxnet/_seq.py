@@ -25,6 +25,7 @@ from ._errors import DTypeError, ShapeError
 from ._layer import (
     Layer,
     compute_dtype,
+    constructor,
     fmt_shape,
     require_params,
     require_rank,
@@ -83,6 +84,7 @@ def _concrete(x: Any) -> np.ndarray | None:
         return None
 
 
+@constructor
 def Embedding(
     num_embeddings: int,
     features: int,
@@ -205,6 +207,7 @@ def learned_positional_vjp(params: Params, x: Array, g: Array) -> tuple[Params, 
     return {"embedding": d.astype(table.dtype)}, g
 
 
+@constructor
 def LearnedPositionalEmbedding(
     max_len: int,
     *,
@@ -292,6 +295,7 @@ def sinusoidal_table(seq: int, d: int, base: float = 10000.0) -> np.ndarray:
     return table[:, :d]
 
 
+@constructor
 def SinusoidalPositionalEmbedding(base: float = 10000.0) -> Layer:
     """Adds the fixed sinusoidal position table of Vaswani et al. (2017); no params.
 
@@ -393,6 +397,7 @@ def rotary_vjp(x: Array, g: Array, base: float = 10000.0) -> Array:
     return g * cos + _rotate_half_t(g) * sin
 
 
+@constructor
 def RotaryEmbedding(base: float = 10000.0) -> Layer:
     """Rotary position embedding (RoPE), GPT-NeoX/LLaMA "rotate_half" convention.
 
@@ -600,6 +605,7 @@ def multi_head_attention_vjp(
     return grads, dxq, dxk + dxv
 
 
+@constructor
 def MultiHeadAttention(
     num_heads: int,
     *,

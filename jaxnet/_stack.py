@@ -25,7 +25,7 @@ import numpy as np
 
 from ._checks import as_inputs, check_layer
 from ._errors import ParamsError, ShapeError
-from ._layer import Layer, fmt_shape, in_sublayer
+from ._layer import Layer, constructor, fmt_shape, in_sublayer
 from ._types import Params, PRNGKey, ShapeTree
 
 RematPolicy = bool | str | Callable[..., Any] | None
@@ -74,6 +74,7 @@ def _no_state(desc: str, layer: Layer) -> None:
         )
 
 
+@constructor
 def remat(layer: Layer, policy: RematPolicy = True) -> Layer:
     """``layer`` whose activations are recomputed in the backward pass.
 
@@ -143,6 +144,7 @@ def _float_only(dx: Any, x: Any) -> Any:
     )
 
 
+@constructor
 def hand_grad(layer: Layer) -> Layer:
     """``layer`` whose gradient under :func:`jax.grad` is its hand-written backward.
 
@@ -229,6 +231,7 @@ def _leading(desc: str, params: Params, num: int) -> None:
         )
 
 
+@constructor
 def Stack(
     layer: Layer, num: int, *, remat: RematPolicy = False, unroll: bool = False
 ) -> Layer:

@@ -8,12 +8,13 @@ import jax.numpy as jnp
 
 from ._checks import check_int, is_number
 from ._combinators import residual, serial
-from ._layer import Layer
+from ._layer import Layer, constructor
 from ._layers import Dense, Dropout, Gelu
 from ._norm import LayerNorm
 from ._seq import MultiHeadAttention
 
 
+@constructor
 def TransformerBlock(
     num_heads: int,
     d_model: int,
