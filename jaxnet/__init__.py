@@ -148,6 +148,7 @@ from ._errors import TrainingError as TrainingError  # noqa: E402
 from ._fit import EarlyStopping as EarlyStopping  # noqa: E402
 from ._fit import FitResult as FitResult  # noqa: E402
 from ._fit import fit as fit  # noqa: E402
+from ._plot import plot_history as plot_history  # noqa: E402
 from ._train import JittedStep as JittedStep  # noqa: E402
 from ._train import Policy as Policy  # noqa: E402
 from ._train import TrainState as TrainState  # noqa: E402
@@ -173,6 +174,7 @@ __all__ += [
     "FitResult",
     "TrainingError",
     "fit",
+    "plot_history",
     "JittedStep",
     "Policy",
     "TrainState",

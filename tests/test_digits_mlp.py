@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import json
 import pathlib
 import re
 
@@ -27,7 +29,7 @@ def test_digits_mlp_trains_saves_loads_and_resumes(tmp_path, capsys):
     ckpt = tmp_path / "run.jnc"
     curves = tmp_path / "curves.png"
     argv = ["--epochs", "6", "--resume-epochs", "2", "--checkpoint", str(ckpt)]
-    argv += ["--plot", str(curves)]
+    argv += ["--plot", str(curves), "--logs", str(tmp_path / "logs")]
     with jax.numpy_dtype_promotion("standard"):  # optax's adam needs it
         code = _example().main([*argv, "--quiet", "--target", "0.94"])
     out = capsys.readouterr().out
@@ -47,6 +49,15 @@ def test_digits_mlp_trains_saves_loads_and_resumes(tmp_path, capsys):
     assert meta["epoch"] == 8
     assert [row["epoch"] for row in meta["history"]] == list(range(1, 9))
     assert (tmp_path / "params.jnc").exists()
+    # the built-in loggers: one CSV row per epoch, every step once in the JSON lines
+    with open(tmp_path / "logs" / "epochs.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 9))
+    assert float(rows[-1]["val_accuracy"]) == meta["history"][-1]["val_accuracy"]
+    lines = (tmp_path / "logs" / "steps.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in lines]
+    steps = [e["step"] for e in events if e["event"] == "step"]
+    assert steps == list(range(1, 8 * 22 + 1))
     if importlib.util.find_spec("matplotlib") is None:
         assert f"note: no curves written to {curves}" in out
     else:
