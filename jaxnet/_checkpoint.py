@@ -468,7 +468,23 @@ def _pad(n: int) -> int:
     return -n % _ALIGN
 
 
-def _build(tree: Any, metadata: dict | None) -> tuple[bytes, list[tuple[int, bytes]]]:
+def _model_desc(model: Any) -> str | None:
+    """``model.desc`` for ``save(model=)``: a Layer (or anything with a str desc)."""
+    if model is None:
+        return None
+    desc = getattr(model, "desc", None)
+    if not isinstance(desc, str) or not desc:
+        raise CheckpointError(
+            f"jaxnet.save: model= must be a jaxnet Layer (its desc is stored), got "
+            f"{type(model).__name__}."
+        )
+    _check_metadata({"model": desc}, "")  # the same text rules as metadata
+    return desc
+
+
+def _build(
+    tree: Any, metadata: dict | None, model: str | None = None
+) -> tuple[bytes, list[tuple[int, bytes]]]:
     """The header bytes and the ``(offset, bytes)`` of each leaf in the payload."""
     if metadata is None:
         metadata = {}
@@ -497,6 +513,8 @@ def _build(tree: Any, metadata: dict | None) -> tuple[bytes, list[tuple[int, byt
         "leaves": records,
         "metadata": metadata,
     }
+    if model is not None:
+        header["model"] = model
     try:
         text = json.dumps(header, allow_nan=False, ensure_ascii=False).encode("utf-8")
     except (ValueError, RecursionError) as e:  # checked above; a last safety net
@@ -608,7 +626,11 @@ def _remove_stale_temporaries(target: pathlib.Path) -> None:
 
 
 def save(
-    path: str | os.PathLike, tree: Any, *, metadata: dict | None = None
+    path: str | os.PathLike,
+    tree: Any,
+    *,
+    metadata: dict | None = None,
+    model: Any = None,
 ) -> pathlib.Path:
     """Write ``tree`` to a single checkpoint file, atomically.
 
@@ -621,6 +643,10 @@ def save(
       metadata: optional JSON-serialisable dict stored in the header (e.g. the
         config, the epoch); read it back with :func:`load_with_metadata`. Tuples
         come back as lists.
+      model: optional :class:`~jaxnet.Layer` the tree belongs to: its description
+        (the constructor calls, ``model.desc``) is stored beside the metadata and
+        shown by :func:`inspect_checkpoint` (text only: nothing is rebuilt or
+        evaluated from it on load).
 
     Returns:
       The path written, as a :class:`pathlib.Path`.
@@ -638,7 +664,7 @@ def save(
       {'w': Array([1., 1., 1.], dtype=float32), 'step': 7}
     """
     target = pathlib.Path(os.fspath(path))
-    header, chunks = _build(tree, metadata)  # fails before touching the disk
+    header, chunks = _build(tree, metadata, _model_desc(model))  # before the disk
     directory = target.parent
     if not directory.is_dir():
         what = "is not a directory" if directory.exists() else "does not exist"
@@ -1027,6 +1053,8 @@ def _parse(path: str | os.PathLike, fn: str) -> tuple[dict, memoryview, int]:
         raise _corrupt(fn, p, size_problem)
     if not isinstance(header.get("metadata"), dict):
         raise _corrupt(fn, p, "'metadata' is not an object")
+    if not isinstance(header.get("model", ""), str):
+        raise _corrupt(fn, p, "'model' (the model's description) is not a string")
     if _depth(header["metadata"]) > _MAX_DEPTH:
         raise _corrupt(
             fn, p, f"the metadata is nested too deeply (at most {_MAX_DEPTH} levels)"
@@ -1300,7 +1328,9 @@ def inspect_checkpoint(path: str | os.PathLike) -> dict:
 
     Returns:
       A dict with ``format_version``, ``jaxnet_version``, ``jax_version``,
-      ``created``, ``metadata``, ``nbytes`` (of the payload) and ``leaves``: one
+      ``created``, ``model`` (the description ``save(model=)`` or :func:`~jaxnet.fit`
+      stored, else ``None``), ``metadata``, ``nbytes`` (of the payload) and
+      ``leaves``: one
       ``{"path", "shape", "dtype", "kind"}`` dict per leaf (plus ``"key_impl"`` for
       PRNG keys), shapes as tuples.
 
@@ -1333,5 +1363,6 @@ def inspect_checkpoint(path: str | os.PathLike) -> dict:
         "created": header.get("created"),
         "nbytes": header["payload_nbytes"],
         "leaves": leaves,
+        "model": header.get("model"),
         "metadata": header["metadata"],
     }

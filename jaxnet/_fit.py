@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import math
 import os
 import time
 import warnings
@@ -396,6 +397,8 @@ def fit(
 
         like = {"train": ts, "best": params if keep_best else None}
         tree, meta = load_with_metadata(checkpoint, like=like)
+        if isinstance(meta.get("history"), list):
+            meta["history"] = [_decode_row(row) for row in meta["history"]]
         _check_resume(checkpoint, meta, key, bs if arrays else None)
         _check_resume_record(checkpoint, meta, int(tree["train"].step))
         ts = tree["train"]
@@ -583,6 +586,7 @@ def fit(
                     bs if arrays else None,
                     stopped,
                     epochs,
+                    model,
                 )
 
     except BaseException as exc:  # close displays and loggers, then re-raise
@@ -661,6 +665,28 @@ def _key_fingerprint(key: PRNGKey) -> list[int]:
     return [int(v) for v in np.asarray(data).reshape(-1)]
 
 
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _encode_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A history row for JSON metadata: a nan or inf (``stop_on_nan=False``) is
+    written as the string ``"nan"`` / ``"inf"`` / ``"-inf"`` (JSON has no such
+    numbers); :func:`_decode_row` reads it back."""
+    return {
+        k: str(v) if isinstance(v, float) and not math.isfinite(v) else v
+        for k, v in row.items()
+    }
+
+
+def _decode_row(row: Any) -> Any:
+    if not isinstance(row, dict):
+        return row  # the resume record's check names it
+    return {
+        k: _NON_FINITE[v] if isinstance(v, str) and v in _NON_FINITE else v
+        for k, v in row.items()
+    }
+
+
 def _save_run(
     path: str,
     tree: Any,
@@ -671,6 +697,7 @@ def _save_run(
     batch_size: int | None,
     stopped: bool,
     epochs: int,
+    model: Layer | None = None,
 ) -> None:
     from ._checkpoint import save
 
@@ -678,13 +705,13 @@ def _save_run(
         "kind": "jaxnet.fit",
         "epoch": epoch,
         "epochs": epochs,
-        "history": history,
+        "history": [_encode_row(row) for row in history],
         "early_stopping": {k: best[k] for k in ("value", "epoch", "wait")},
         "key": _key_fingerprint(key),
         "batch_size": batch_size,
         "stopped": stopped,
     }
-    save(path, tree, metadata=meta)
+    save(path, tree, metadata=meta, model=model)
 
 
 def _check_resume(
