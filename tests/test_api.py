@@ -106,6 +106,7 @@ def runs(tmp_path_factory):
     (tmp / "quickstart.py").write_text(_quickstart())
     (tmp / "training.py").write_text(_quickstart("## Training: pure steps"))
     (tmp / "scaling.py").write_text(_quickstart("## Scaling out"))
+    (tmp / "watch.py").write_text(_quickstart("## Watching and extending a run"))
     procs = {
         "version": _python("-m", "jaxnet", "version", cwd=tmp),
         "dense": _python(
@@ -121,6 +122,7 @@ def runs(tmp_path_factory):
         "tanh": _python("-m", "jaxnet", "check", "--only", "Tanh", cwd=tmp),
         "quickstart": _python(str(tmp / "quickstart.py"), cwd=tmp),
         "training": _python(str(tmp / "training.py"), cwd=tmp),
+        "watch": _python(str(tmp / "watch.py"), cwd=tmp),
         "scaling": _python(str(tmp / "scaling.py"), cwd=tmp, devices=4),
     }
     results = {}
@@ -204,6 +206,26 @@ def test_readme_training_example_runs(runs):
     import jaxnet as jn
 
     assert jn.inspect_checkpoint(tmp / "run.jnc")["metadata"]["kind"] == "jaxnet.fit"
+
+
+def test_readme_watching_example_runs(runs):
+    """Progress lines on stderr (not a terminal), the loggers' files, the model in
+    the checkpoint, per-example gradients, a DP-SGD step, equality by value."""
+    tmp, results = runs
+    rc, out, err = results["watch"]
+    assert rc == 0, out + err
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("epoch 5: val accuracy ")
+    assert lines[1].startswith("epoch 10: val accuracy ")
+    assert lines[2] == "serial(Dense(out_dim=32), Relu(), Dense(out_dim=3))"
+    assert lines[-1] == "True True (8, 4, 32)"
+    assert [
+        ln.split("  ")[0] for ln in err.splitlines() if ln.startswith("epoch ")
+    ] == [f"epoch {e}/10" for e in range(1, 11)]
+    assert len((tmp / "epochs.csv").read_text().splitlines()) == 11  # header + 10
+    events = [json.loads(ln) for ln in (tmp / "steps.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in events if r["event"] == "step"]
+    assert steps == list(range(2, 61, 2))  # 6 steps x 10 epochs
 
 
 def test_readme_scaling_example_runs_on_four_devices(runs):
