@@ -95,8 +95,10 @@ class FitResult:
       params, opt_state, state: the final (or, with ``EarlyStopping(restore_best=
         True)``, the best epoch's) parameters, the Optax state, the model state.
       step: optimizer steps taken in total (across resumes).
-      history: one dict per epoch (``epoch``, ``step``, ``loss``, the metrics,
-        ``val_*``, ``seconds``, ``examples_per_second``, ``compile_seconds``):
+      history: one dict per epoch (``epoch``, ``step``, ``loss``, ``grad_norm``
+        (the mean over the epoch's steps of the gradient's global norm), the
+        metrics, ``val_*``, ``seconds``, ``examples_per_second``,
+        ``compile_seconds``):
         plain Python data. For array data each program is compiled ahead of time
         and its compile time reported apart (``seconds`` excludes it); for batch
         iterators the first step's compile is inside the first epoch's ``seconds``.
