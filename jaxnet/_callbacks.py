@@ -17,6 +17,7 @@ fused ``lax.scan`` calls: the run leaves the device once per call, not per step.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -214,15 +215,9 @@ class CSVLogger(_FileLogger):
 
 
 def _csv_line(values: Sequence[Any]) -> str:
-    class _Line:
-        text = ""
-
-        def write(self, s: str) -> None:
-            self.text += s
-
-    out = _Line()
+    out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerow(values)
-    return out.text
+    return out.getvalue()
 
 
 # ------------------------------------------------------------------- progress
@@ -463,8 +458,8 @@ class Hooks:
             or log_every < 1
         ):
             raise ValueError(f"fit: log_every must be an int >= 1, got {log_every!r}.")
+        names = ("on_train_start", "on_step_end", "on_epoch_end", "on_train_end")
         for cb in callbacks:
-            names = ("on_train_start", "on_step_end", "on_epoch_end", "on_train_end")
             if not any(callable(getattr(cb, n, None)) for n in names):
                 raise TypeError(
                     f"fit: callback {cb!r} has none of the hooks {', '.join(names)}; "

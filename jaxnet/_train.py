@@ -456,10 +456,11 @@ def make_train_step(
     ) -> tuple[Any, ...]:
         _check_state_arg("train step", model, state)
         x, y = _split_batch("train step", batch)
-        batch_grads = None
+        batch_grads = None  # per_example: the gradient of the batch, for grad_norm
         if per_ex is not None:
             losses, grads, out = per_ex(params, x, y, key)
             value, new_state = _reduce(losses, reduction), None
+            _check_aggregated(optimizer, grads, opt_state, params)
             batch_grads = jax.tree.map(lambda g: _reduce(g, reduction, 0), grads)
         elif analytic_vg is None:
             (value, (out, new_state)), grads = jax.value_and_grad(
@@ -476,8 +477,6 @@ def make_train_step(
                 out, _ = _forward(
                     model, None, params, x, key=key, state=state, train=True
                 )
-        if per_ex is not None:
-            _check_aggregated(optimizer, grads, opt_state, params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         norm = _global_norm(grads if batch_grads is None else batch_grads)

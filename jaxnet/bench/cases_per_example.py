@@ -71,10 +71,7 @@ def _build(batch: int, quick: bool) -> Case:
         """One example's loss and gradient, as a batch of one."""
         return jax.value_and_grad(objective)(p, xi[None], yi[None])
 
-    vmapped = jaxnet.per_example_grads(model, loss, train=False)
-
-    def grads_vmap(p: Any, x: Any, y: Any) -> Any:
-        return vmapped(p, x, y)
+    grads_vmap = jaxnet.per_example_grads(model, loss, train=False)
 
     def grads_map(p: Any, x: Any, y: Any) -> Any:
         return jax.lax.map(lambda xy: one(p, *xy), (x, y))
