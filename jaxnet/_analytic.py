@@ -14,8 +14,8 @@ from typing import Any
 import jax.numpy as jnp
 
 from . import _losses as L
-from ._layer import Layer
 from ._types import Array, Params, PRNGKey
+from .nn._layer import Layer
 
 #: Each built-in loss and its hand-written VJP ``vjp(predictions, targets, g)``.
 LOSS_VJPS: dict[Callable[..., Array], Callable[..., Array]] = {

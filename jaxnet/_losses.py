@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import as_input, check_number, float_input
 from ._errors import DTypeError, ShapeError
 from ._types import Array, ArrayLike, Params
+from .nn._checks import as_input, check_number, float_input
 
 
 def _pair(name: str, predictions: ArrayLike, targets: ArrayLike) -> tuple[Array, Array]:

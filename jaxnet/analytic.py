@@ -9,25 +9,6 @@ from ._analytic import LOSS_VJPS as LOSS_VJPS
 from ._analytic import loss_vjp as loss_vjp
 from ._analytic import value_and_grad as value_and_grad
 from ._analytic import vjp as vjp
-from ._batchnorm import batch_norm_stats as batch_norm_stats
-from ._batchnorm import batch_norm_vjp as batch_norm_vjp
-from ._layers import dense as dense
-from ._layers import dense_vjp as dense_vjp
-from ._layers import dropout_mask as dropout_mask
-from ._layers import dropout_vjp as dropout_vjp
-from ._layers import elu_vjp as elu_vjp
-from ._layers import gelu_exact_vjp as gelu_exact_vjp
-from ._layers import gelu_tanh_vjp as gelu_tanh_vjp
-from ._layers import leaky_relu_vjp as leaky_relu_vjp
-from ._layers import log_softmax_vjp as log_softmax_vjp
-from ._layers import relu_vjp as relu_vjp
-from ._layers import reshape_vjp as reshape_vjp
-from ._layers import selu_vjp as selu_vjp
-from ._layers import sigmoid_vjp as sigmoid_vjp
-from ._layers import silu_vjp as silu_vjp
-from ._layers import softmax_vjp as softmax_vjp
-from ._layers import softplus_vjp as softplus_vjp
-from ._layers import tanh_vjp as tanh_vjp
 from ._losses import absolute_error_vjp as absolute_error_vjp
 from ._losses import binary_cross_entropy_vjp as binary_cross_entropy_vjp
 from ._losses import half_squared_error_vjp as half_squared_error_vjp
@@ -42,6 +23,25 @@ from ._losses import (
     softmax_cross_entropy_with_integer_labels_vjp as softmax_cross_entropy_with_integer_labels_vjp,
 )
 from ._losses import squared_error_vjp as squared_error_vjp
+from .nn._batchnorm import batch_norm_stats as batch_norm_stats
+from .nn._batchnorm import batch_norm_vjp as batch_norm_vjp
+from .nn._core import dense as dense
+from .nn._core import dense_vjp as dense_vjp
+from .nn._core import dropout_mask as dropout_mask
+from .nn._core import dropout_vjp as dropout_vjp
+from .nn._core import elu_vjp as elu_vjp
+from .nn._core import gelu_exact_vjp as gelu_exact_vjp
+from .nn._core import gelu_tanh_vjp as gelu_tanh_vjp
+from .nn._core import leaky_relu_vjp as leaky_relu_vjp
+from .nn._core import log_softmax_vjp as log_softmax_vjp
+from .nn._core import relu_vjp as relu_vjp
+from .nn._core import reshape_vjp as reshape_vjp
+from .nn._core import selu_vjp as selu_vjp
+from .nn._core import sigmoid_vjp as sigmoid_vjp
+from .nn._core import silu_vjp as silu_vjp
+from .nn._core import softmax_vjp as softmax_vjp
+from .nn._core import softplus_vjp as softplus_vjp
+from .nn._core import tanh_vjp as tanh_vjp
 
 __all__ = [
     "LOSS_VJPS",
@@ -81,17 +81,17 @@ __all__ = [
 
 # Layer families. Each block is owned by its module; keep additions inside it.
 # --- conv family ---
-from ._conv import avg_pool_divisor as avg_pool_divisor  # noqa: E402
-from ._conv import conv as conv  # noqa: E402
-from ._conv import conv_transpose as conv_transpose  # noqa: E402
-from ._conv import conv_transpose_padding as conv_transpose_padding  # noqa: E402
-from ._conv import conv_transpose_vjp as conv_transpose_vjp  # noqa: E402
-from ._conv import conv_vjp as conv_vjp  # noqa: E402
-from ._conv import global_avg_pool_vjp as global_avg_pool_vjp  # noqa: E402
-from ._conv import max_pool as max_pool  # noqa: E402
-from ._conv import max_pool_vjp as max_pool_vjp  # noqa: E402
-from ._conv import sum_pool as sum_pool  # noqa: E402
-from ._conv import sum_pool_vjp as sum_pool_vjp  # noqa: E402
+from .nn._conv import conv as conv
+from .nn._conv import conv_transpose as conv_transpose
+from .nn._conv import conv_transpose_padding as conv_transpose_padding
+from .nn._conv import conv_transpose_vjp as conv_transpose_vjp
+from .nn._conv import conv_vjp as conv_vjp
+from .nn._pool import avg_pool_divisor as avg_pool_divisor
+from .nn._pool import global_avg_pool_vjp as global_avg_pool_vjp
+from .nn._pool import max_pool as max_pool
+from .nn._pool import max_pool_vjp as max_pool_vjp
+from .nn._pool import sum_pool as sum_pool
+from .nn._pool import sum_pool_vjp as sum_pool_vjp
 
 __all__ += [
     "avg_pool_divisor",
@@ -108,12 +108,12 @@ __all__ += [
 ]
 # --- end conv family ---
 # --- norm family ---
-from ._norm import group_norm as group_norm  # noqa: E402
-from ._norm import group_norm_vjp as group_norm_vjp  # noqa: E402
-from ._norm import layer_norm as layer_norm  # noqa: E402
-from ._norm import layer_norm_vjp as layer_norm_vjp  # noqa: E402
-from ._norm import rms_norm as rms_norm  # noqa: E402
-from ._norm import rms_norm_vjp as rms_norm_vjp  # noqa: E402
+from .nn._norm import group_norm as group_norm
+from .nn._norm import group_norm_vjp as group_norm_vjp
+from .nn._norm import layer_norm as layer_norm
+from .nn._norm import layer_norm_vjp as layer_norm_vjp
+from .nn._norm import rms_norm as rms_norm
+from .nn._norm import rms_norm_vjp as rms_norm_vjp
 
 __all__ += [
     "group_norm",
@@ -125,18 +125,18 @@ __all__ += [
 ]
 # --- end norm family ---
 # --- sequence family ---
-from ._seq import attention_core as attention_core  # noqa: E402
-from ._seq import attention_core_vjp as attention_core_vjp  # noqa: E402
-from ._seq import attention_weights as attention_weights  # noqa: E402
-from ._seq import embedding_lookup as embedding_lookup  # noqa: E402
-from ._seq import embedding_vjp as embedding_vjp  # noqa: E402
-from ._seq import learned_positional_vjp as learned_positional_vjp  # noqa: E402
-from ._seq import multi_head_attention as multi_head_attention  # noqa: E402
-from ._seq import multi_head_attention_vjp as multi_head_attention_vjp  # noqa: E402
-from ._seq import rotary as rotary  # noqa: E402
-from ._seq import rotary_tables as rotary_tables  # noqa: E402
-from ._seq import rotary_vjp as rotary_vjp  # noqa: E402
-from ._seq import sinusoidal_table as sinusoidal_table  # noqa: E402
+from .nn._attention import attention_core as attention_core
+from .nn._attention import attention_core_vjp as attention_core_vjp
+from .nn._attention import attention_weights as attention_weights
+from .nn._attention import multi_head_attention as multi_head_attention
+from .nn._attention import multi_head_attention_vjp as multi_head_attention_vjp
+from .nn._embedding import embedding_lookup as embedding_lookup
+from .nn._embedding import embedding_vjp as embedding_vjp
+from .nn._embedding import learned_positional_vjp as learned_positional_vjp
+from .nn._embedding import rotary as rotary
+from .nn._embedding import rotary_tables as rotary_tables
+from .nn._embedding import rotary_vjp as rotary_vjp
+from .nn._embedding import sinusoidal_table as sinusoidal_table
 
 __all__ += [
     "attention_core",
@@ -154,11 +154,11 @@ __all__ += [
 ]
 # --- end sequence family ---
 # --- recurrent family ---
-from ._recurrent import gru_cell as gru_cell  # noqa: E402
-from ._recurrent import gru_cell_vjp as gru_cell_vjp  # noqa: E402
-from ._recurrent import lstm_cell as lstm_cell  # noqa: E402
-from ._recurrent import lstm_cell_vjp as lstm_cell_vjp  # noqa: E402
-from ._recurrent import rnn_bptt as rnn_bptt  # noqa: E402
+from .nn._recurrent import gru_cell as gru_cell
+from .nn._recurrent import gru_cell_vjp as gru_cell_vjp
+from .nn._recurrent import lstm_cell as lstm_cell
+from .nn._recurrent import lstm_cell_vjp as lstm_cell_vjp
+from .nn._recurrent import rnn_bptt as rnn_bptt
 
 __all__ += ["gru_cell", "gru_cell_vjp", "lstm_cell", "lstm_cell_vjp", "rnn_bptt"]
 # --- end recurrent family ---

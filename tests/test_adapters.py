@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import jaxnet
-from jaxnet._adapters import from_equinox, from_flax
+from jaxnet.nn._adapters import from_equinox, from_flax
 from jaxnet.testing import tolerance
 
 F64 = jnp.float64

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import jaxnet
-import jaxnet._layers
+import jaxnet.nn._core
 from jaxnet import losses
 from jaxnet.testing import (
     LAYER_CASES,
@@ -321,7 +321,7 @@ def test_value_and_grad_errors():
 
 
 def _scaled_dense_vjp(eps: float):
-    original = jaxnet._layers.dense_vjp
+    original = jaxnet.nn._core.dense_vjp
 
     def broken(params, x, g):
         grads, dx = original(params, x, g)
@@ -363,7 +363,7 @@ def _assert_caught(report, eps: float, paths: set[str]) -> None:
 
 @pytest.mark.parametrize("dtype, eps", TEETH, ids=TEETH_IDS)
 def test_checker_catches_scaled_dense_vjp(dtype, eps, monkeypatch):
-    monkeypatch.setattr(jaxnet._layers, "dense_vjp", _scaled_dense_vjp(eps))
+    monkeypatch.setattr(jaxnet.nn._core, "dense_vjp", _scaled_dense_vjp(eps))
     case = next(c for c in LAYER_CASES if c.id == "Dense")
     _assert_caught(check_layer(case, dtype, None), eps, {"params/w"})
     # Through a model: both Dense layers fail, by their full paths; b and x pass.

@@ -154,7 +154,7 @@ def test_autodiff_plain_is_plain_and_autodiff_uses_the_custom_rule(name, monkeyp
     rule (the default), "autodiff_plain" through the forward's ops (no custom rule),
     on the same parameter tree (its gradient agreement is checked above). Counted
     by wrapping the custom-rule function while each step is traced."""
-    from jaxnet import _norm
+    from jaxnet.nn import _norm
 
     calls = []
     rule = _norm._normalize

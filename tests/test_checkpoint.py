@@ -1,4 +1,4 @@
-"""Tests for the pickle-free checkpoint format (jaxnet/_checkpoint.py)."""
+"""Tests for the pickle-free checkpoint format (jaxnet/checkpoint/)."""
 
 from __future__ import annotations
 
@@ -16,15 +16,10 @@ import optax
 import pytest
 
 import jaxnet
-from jaxnet._checkpoint import (
-    MAGIC,
-    _keypath_str,
-    inspect_checkpoint,
-    load,
-    load_with_metadata,
-    save,
-)
 from jaxnet._errors import CheckpointError
+from jaxnet.checkpoint._format import MAGIC, _keypath_str
+from jaxnet.checkpoint._read import inspect_checkpoint, load, load_with_metadata
+from jaxnet.checkpoint._write import save
 
 # ----------------------------------------------------------------------------- helpers
 

@@ -18,8 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnet._checkpoint import MAGIC, inspect_checkpoint, load, save
 from jaxnet._errors import CheckpointError
+from jaxnet.checkpoint._format import MAGIC
+from jaxnet.checkpoint._read import inspect_checkpoint, load
+from jaxnet.checkpoint._write import save
 
 
 def _rewrite(path, edit, *, payload=None, text_edit=None):
@@ -278,7 +280,7 @@ def _temp(ck, token, pid, age_s=0.0):
 
 
 def test_save_removes_stale_temporaries_of_dead_writers_only(ck, tmp_path):
-    from jaxnet._checkpoint import _host_token
+    from jaxnet.checkpoint._write import _host_token
 
     here = _host_token()
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])

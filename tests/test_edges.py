@@ -2,7 +2,7 @@
 
 At every point below ``jax.grad`` (through ``jax.vjp``) and the hand-written VJP agree,
 and both equal the written convention. The conventions (see the module docstring of
-``jaxnet/_layers.py`` and the loss docstrings):
+``jaxnet/nn/_core.py`` and the loss docstrings):
 
 ====================================  ==================  ============================
 point                                 value               derivative

@@ -14,7 +14,7 @@ import pytest
 from _trees import assert_trees_close, second_order
 
 import jaxnet
-from jaxnet._layer import Layer
+from jaxnet.nn._layer import Layer
 from jaxnet.testing import tolerance
 
 F64 = tolerance(jnp.float64, "analytic")

@@ -1,4 +1,4 @@
-"""The default Dense initialiser of jaxnet/_layers.py draws flat and reshapes (a
+"""The default Dense initialiser of jaxnet/nn/_core.py draws flat and reshapes (a
 (512, 10) Threefry draw compiled 5x slower than a flat one, issue 5: fresh-process
 init). These tests pin that the values are bit for bit those of
 ``jax.nn.initializers.lecun_normal()`` eagerly, under ``jit`` and under ``vmap``.
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import jaxnet
-from jaxnet import _layers as L
 from jaxnet._errors import ShapeError
+from jaxnet.nn import _core as L
 
 JAX_LECUN = jax.nn.initializers.lecun_normal()
 

@@ -14,8 +14,9 @@ import optax
 import pytest
 
 import jaxnet
-from jaxnet import _plot, losses
-from jaxnet._plot import _figure, plot_history
+from jaxnet import losses
+from jaxnet.train import _plot
+from jaxnet.train._plot import _figure, plot_history
 
 needs_mpl = pytest.mark.skipif(
     importlib.util.find_spec("matplotlib") is None,

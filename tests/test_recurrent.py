@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import jaxnet
-import jaxnet._recurrent
+import jaxnet.nn._recurrent
 from jaxnet.testing import LayerCase, check_layer, tolerance
 
 B, T, F, H = 2, 3, 3, 4
@@ -216,7 +216,7 @@ def test_bptt_long_sequence_analytic_equals_jax_grad(case):
 
 def test_checker_catches_a_wrong_lstm_formula(monkeypatch):
     """Teeth: a forget-gate gradient off by 1e-6 relative fails the float64 check."""
-    real = jaxnet._recurrent.lstm_cell_vjp
+    real = jaxnet.nn._recurrent.lstm_cell_vjp
 
     def wrong(params, carry, x, g):
         dp, rest = real(params, carry, x, g)
@@ -224,7 +224,7 @@ def test_checker_catches_a_wrong_lstm_formula(monkeypatch):
         dp["hidden"]["w"] = w.at[:, H : 2 * H].multiply(1 + 1e-6)
         return dp, rest
 
-    monkeypatch.setattr(jaxnet._recurrent, "lstm_cell_vjp", wrong)
+    monkeypatch.setattr(jaxnet.nn._recurrent, "lstm_cell_vjp", wrong)
     case = dataclasses.replace(LONG_CASES[0], options={})
     report = check_layer(case, jnp.float64, method=None)
     assert not report.ok

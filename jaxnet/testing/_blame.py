@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._layer import _CALLS, _PATH, Layer, accepted_options
+from ..nn._layer import _CALLS, _PATH, Layer, accepted_options
 from ._check import check_grads
 from ._report import GradReport
 

@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._layer import Layer
 from .._types import Array, PRNGKey
+from ..nn._layer import Layer
 
 Draw = Callable[[PRNGKey, tuple[int, ...], Any], Array]
 

@@ -16,191 +16,37 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from .. import _combinators as C
-from .. import _layers as Ly
 from .. import _losses as L
 from .._analytic import loss_vjp
-from .._batchnorm import BatchNorm
-from .._layer import Layer
-from .._stack import Stack, remat
-from .._transformer import TransformerBlock
 from .._types import Array, Params, PRNGKey
 from ._case import LayerCase, LossCase, away_from, host_rng
 from ._check import GradReport, check_grads
+from .cases.attention import ATTENTION_CASES
+from .cases.batchnorm import BATCHNORM_CASES
+from .cases.combinators import COMBINATOR_CASES, _mlp
 from .cases.conv import CONV_CASES
+from .cases.core import CORE_CASES
+from .cases.embedding import EMBEDDING_CASES
 from .cases.norm import NORM_CASES
+from .cases.pool import POOL_CASES
 from .cases.recurrent import RNN_CASES
-from .cases.seq import SEQ_CASES
+from .cases.stack import STACK_CASES
+from .cases.transformer import TRANSFORMER_CASES
 
-
-def _mlp(dt: Any) -> Layer:
-    return C.serial(
-        Ly.Dense(6, dtype=dt),
-        Ly.Tanh(),
-        ("head", Ly.Dense(3, dtype=dt)),
-        Ly.LogSoftmax(),
-    )
-
-
-def _branches(dt: Any) -> Layer:
-    return C.serial(
-        C.FanOut(3),
-        C.parallel(Ly.Dense(4, dtype=dt), C.Identity(), Ly.Sigmoid()),
-        C.FanInConcat(),
-        Ly.Dense(2, dtype=dt),
-    )
-
-
-def _fan_in_sum(dt: Any) -> Layer:
-    return C.serial(
-        C.FanOut(2), C.parallel(Ly.Dense(4, dtype=dt), Ly.Tanh()), C.FanInSum()
-    )
-
-
-_ACT = functools.partial(LayerCase, input_shape=(None, 5))
-
-CORE_CASES: tuple[LayerCase, ...] = (
-    LayerCase("Dense", lambda dt: Ly.Dense(5, dtype=dt), (None, 4), "complex"),
-    LayerCase(
-        "Dense(use_bias=False)",
-        lambda dt: Ly.Dense(3, use_bias=False, dtype=dt),
-        (None, 2, 4),
-        "complex",
-    ),
-    _ACT(id="Relu", make=lambda dt: Ly.Relu(), draw=away_from(0.0)),
-    _ACT(id="Sigmoid", make=lambda dt: Ly.Sigmoid(), method="complex"),
-    _ACT(id="Tanh", make=lambda dt: Ly.Tanh(), method="complex"),
-    _ACT(id="Gelu(exact)", make=lambda dt: Ly.Gelu()),
-    _ACT(id="Gelu(tanh)", make=lambda dt: Ly.Gelu(approximate=True), method="complex"),
-    _ACT(id="Silu", make=lambda dt: Ly.Silu(), method="complex"),
-    _ACT(id="Softplus", make=lambda dt: Ly.Softplus()),
-    _ACT(id="LeakyRelu", make=lambda dt: Ly.LeakyRelu(0.1), draw=away_from(0.0)),
-    _ACT(id="Elu", make=lambda dt: Ly.Elu(0.7), draw=away_from(0.0)),
-    _ACT(id="Selu", make=lambda dt: Ly.Selu(), draw=away_from(0.0)),
-    _ACT(id="Softmax", make=lambda dt: Ly.Softmax()),
-    _ACT(id="LogSoftmax", make=lambda dt: Ly.LogSoftmax()),
-    LayerCase("Flatten", lambda dt: Ly.Flatten(), (None, 2, 3), "complex"),
-    LayerCase("Reshape", lambda dt: Ly.Reshape((3, -1)), (None, 6), "complex"),
-    LayerCase(
-        "Dropout",
-        lambda dt: Ly.Dropout(0.5),
-        (None, 6),
-        "complex",
-        options={"train": True},
-        key_seed=7,
-    ),
-    LayerCase(
-        "Lambda(square)",
-        lambda dt: Ly.Lambda(
-            jnp.square, name="square", backward=lambda x, y, g: 2 * x * g
-        ),
-        (None, 4),
-        "complex",
-    ),
-    LayerCase("Identity", lambda dt: C.Identity(), (None, 4), "complex"),
-    LayerCase("serial(MLP)", _mlp, (None, 4)),
-    LayerCase("FanOut/parallel/FanInConcat", _branches, (None, 3)),
-    LayerCase("FanInSum", _fan_in_sum, (None, 4), "complex"),
-    LayerCase(
-        "BatchNorm(train)",
-        lambda dt: BatchNorm(dtype=dt),
-        (None, 4),
-        options={"train": True},
-        batch=5,
-        param_shapes={"scale": (4,), "offset": (4,)},
-    ),
-    LayerCase(
-        "BatchNorm(train, NHWC)",
-        lambda dt: BatchNorm(use_bias=False, dtype=dt),
-        (None, 3, 3, 2),
-        options={"train": True},
-        batch=2,
-        param_shapes={"scale": (2,)},
-    ),
-    LayerCase(
-        "BatchNorm(eval)",
-        lambda dt: BatchNorm(dtype=dt),
-        (None, 4),
-        param_shapes={"scale": (4,), "offset": (4,)},
-    ),
-    LayerCase(
-        "serial(MLP with BatchNorm)",
-        lambda dt: C.serial(
-            Ly.Dense(5, dtype=dt), BatchNorm(dtype=dt), Ly.Tanh(), Ly.Dense(2, dtype=dt)
-        ),
-        (None, 3),
-        options={"train": True},
-        batch=4,
-        param_shapes={
-            "dense_0": {"w": (3, 5), "b": (5,)},
-            "batch_norm_1": {"scale": (5,), "offset": (5,)},
-            "tanh_2": {},
-            "dense_3": {"w": (5, 2), "b": (2,)},
-        },
-    ),
-    LayerCase(
-        "TransformerBlock(causal)",
-        lambda dt: TransformerBlock(2, 4, mlp_ratio=2, causal=True, dtype=dt),
-        (None, 3, 4),
-        batch=2,
-        param_shapes={
-            "attention": {
-                "layer_norm_0": {"scale": (4,), "offset": (4,)},
-                "mha": {
-                    name: {"w": (4, 4), "b": (4,)}
-                    for name in ("query", "key", "value", "out")
-                },
-            },
-            "mlp": {
-                "layer_norm_0": {"scale": (4,), "offset": (4,)},
-                "dense_1": {"w": (4, 8), "b": (8,)},
-                "gelu_2": {},
-                "dense_3": {"w": (8, 4), "b": (4,)},
-            },
-        },
-    ),
-    LayerCase(
-        "residual",
-        lambda dt: C.residual(Ly.Dense(4, dtype=dt), Ly.Tanh()),
-        (None, 4),
-        "complex",
-    ),
-    LayerCase(
-        "Stack(residual, 3)",
-        lambda dt: Stack(C.residual(Ly.Dense(4, dtype=dt), Ly.Tanh()), 3),
-        (None, 4),
-        "complex",
-        param_shapes={"dense_0": {"w": (3, 4, 4), "b": (3, 4)}, "tanh_1": {}},
-    ),
-    LayerCase(
-        "Stack(dropout block, remat)",
-        lambda dt: Stack(
-            C.serial(Ly.Dense(4, dtype=dt), Ly.Tanh(), Ly.Dropout(0.3)), 2, remat=True
-        ),
-        (None, 2, 4),
-        "complex",
-        options={"train": True},
-        key_seed=5,
-        param_shapes={
-            "dense_0": {"w": (2, 4, 4), "b": (2, 4)},
-            "tanh_1": {},
-            "dropout_2": {},
-        },
-    ),
-    LayerCase(
-        "remat(serial)",
-        lambda dt: remat(
-            C.serial(Ly.Dense(3, dtype=dt), Ly.Sigmoid()), "dots_saveable"
-        ),
-        (None, 4),
-        "complex",
-        param_shapes={"dense_0": {"w": (4, 3), "b": (3,)}, "sigmoid_1": {}},
-    ),
-)
-
-#: Every registered layer: the core ones and each family's.
+#: Every registered layer, family by family (one module per family in
+#: :mod:`jaxnet.testing.cases`, named after the family's module in :mod:`jaxnet.nn`).
 LAYER_CASES: tuple[LayerCase, ...] = (
-    CORE_CASES + CONV_CASES + NORM_CASES + SEQ_CASES + RNN_CASES
+    CORE_CASES
+    + COMBINATOR_CASES
+    + BATCHNORM_CASES
+    + CONV_CASES
+    + POOL_CASES
+    + NORM_CASES
+    + EMBEDDING_CASES
+    + ATTENTION_CASES
+    + RNN_CASES
+    + TRANSFORMER_CASES
+    + STACK_CASES
 )
 
 

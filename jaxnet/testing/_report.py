@@ -20,7 +20,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from .._layer import path_str as path_str
+from ..nn._layer import path_str as path_str
 from ._tolerances import Tolerance
 
 #: A row whose smallest detectable relative error is above this is ``"noisy"``.

@@ -1,2 +1,2 @@
-"""The registry's cases of each layer family (one module per family, named after the
-family's module in :mod:`jaxnet`: ``conv``, ``norm``, ``recurrent``, ``seq``)."""
+"""The registry's cases, one module per layer family, each named after the family's
+module in :mod:`jaxnet.nn` (``nn/_conv.py`` <-> ``cases/conv.py``)."""

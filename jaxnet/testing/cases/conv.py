@@ -1,32 +1,15 @@
-"""Registry cases of the conv layer family (joined into ``LAYER_CASES``).
+"""Registry cases of the conv family (:mod:`jaxnet.nn._conv`), joined into ``LAYER_CASES``.
 
-Convolutions and sum/average pools are linear in ``x`` and bilinear in ``(w, x)``,
-written with complex-safe ops: the complex step applies. Max pooling is piecewise
-linear: its inputs are a shuffled grid of distinct, well-separated values (no ties
-within a window, so central differences never straddle a switch of the argmax).
+Convolutions are linear in ``x`` and bilinear in ``(w, x)``, written with complex-safe
+ops: the complex step applies.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
 
-import jax
-import jax.numpy as jnp
-
-from ... import _conv as C
-from ..._types import Array, PRNGKey
+from ...nn import _conv as C
 from .._case import LayerCase
-
-
-def distinct(key: PRNGKey, shape: tuple[int, ...], dtype: Any) -> Array:
-    """A random permutation of evenly spaced values in [-2, 2]: no two are equal."""
-    size = 1
-    for d in shape:
-        size *= d
-    grid = jnp.linspace(-2.0, 2.0, size, dtype=dtype)
-    return jax.random.permutation(key, grid).reshape(shape)
-
 
 _CASE = functools.partial(LayerCase, batch=2)
 
@@ -81,33 +64,5 @@ CONV_CASES: tuple[LayerCase, ...] = (
         (None, 3, 3, 2),
         "complex",
         param_shapes={"w": (3, 3, 2, 2), "b": (2,)},
-    ),
-    _CASE(
-        "MaxPool2d",
-        lambda dt: C.MaxPool((3, 3), strides=2, padding="SAME"),
-        (None, 5, 5, 2),
-        draw=distinct,
-        param_shapes={},
-    ),
-    _CASE(
-        "AvgPool2d(SAME)",
-        lambda dt: C.AvgPool((3, 3), strides=2, padding="SAME"),
-        (None, 5, 5, 2),
-        "complex",
-        param_shapes={},
-    ),
-    _CASE(
-        "SumPool1d",
-        lambda dt: C.SumPool(2, strides=1),
-        (None, 5, 3),
-        "complex",
-        param_shapes={},
-    ),
-    _CASE(
-        "GlobalAvgPool",
-        lambda dt: C.GlobalAvgPool(),
-        (None, 4, 4, 3),
-        "complex",
-        param_shapes={},
     ),
 )

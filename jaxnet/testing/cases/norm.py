@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import jax
 
-from ... import _norm as N
+from ...nn import _norm as N
 from .._case import LayerCase
 
 # Random per-channel params: scale around 1 (never 0), offset around 0.

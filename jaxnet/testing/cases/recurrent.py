@@ -7,7 +7,7 @@ they are checked with the complex step.
 
 from __future__ import annotations
 
-from ..._recurrent import RNN, Bidirectional, GRUCell, LSTMCell
+from ...nn._recurrent import RNN, Bidirectional, GRUCell, LSTMCell
 from .._case import LayerCase
 
 _LSTM_PARAMS = {"input": {"w": (3, 16)}, "hidden": {"w": (4, 16), "b": (16,)}}

@@ -23,10 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._errors import ParamsError, ShapeError
+from .._types import Params, PRNGKey, ShapeTree
 from ._checks import as_inputs, check_layer
-from ._errors import ParamsError, ShapeError
 from ._layer import Layer, constructor, fmt_shape, in_sublayer
-from ._types import Params, PRNGKey, ShapeTree
 
 RematPolicy = bool | str | Callable[..., Any] | None
 

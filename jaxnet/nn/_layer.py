@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import JAXNET_ERRORS, DTypeError, ParamsError, ShapeError
-from ._types import ApplyFn, BackwardFn, InitFn, Params, PRNGKey, ShapeTree
+from .._errors import JAXNET_ERRORS, DTypeError, ParamsError, ShapeError
+from .._types import ApplyFn, BackwardFn, InitFn, Params, PRNGKey, ShapeTree
 
 
 def _is_shape(s: Any) -> bool:
@@ -648,7 +648,7 @@ def output_shape(layer: Layer, input_shape: ShapeTree) -> ShapeTree:
 
 def missing_state_error(desc: str) -> Exception:
     """The error for a stateful layer or model called without its state."""
-    from ._errors import StateError
+    from .._errors import StateError
 
     return StateError(
         f"{desc}: this model keeps state (running statistics) and was called without "

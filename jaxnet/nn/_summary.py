@@ -7,8 +7,8 @@ from typing import Any
 
 import jax
 
+from .._types import ShapeTree
 from ._layer import _PATH, _RECORD, Layer, fmt_shape
-from ._types import ShapeTree
 
 
 def _count(params: Any) -> int:

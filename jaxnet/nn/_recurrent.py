@@ -30,8 +30,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .._errors import ShapeError
+from .._types import Array, Params, PRNGKey, ShapeTree
 from ._checks import as_inputs, float_input
-from ._errors import ShapeError
 from ._layer import (
     Layer,
     _is_shape,
@@ -42,7 +43,6 @@ from ._layer import (
     require_params,
     union_options,
 )
-from ._types import Array, Params, PRNGKey, ShapeTree
 
 
 @dataclasses.dataclass(frozen=True, repr=False, eq=False)  # Layer's repr and equality

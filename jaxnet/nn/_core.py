@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erf
 
+from .._errors import MissingKeyError, ShapeError
+from .._types import Array, Params, PRNGKey, ShapeTree
 from ._checks import (
     arg_error,
     as_input,
@@ -28,7 +30,6 @@ from ._checks import (
     check_number,
     float_input,
 )
-from ._errors import MissingKeyError, ShapeError
 from ._layer import (
     Layer,
     compute_dtype,
@@ -38,7 +39,6 @@ from ._layer import (
     require_params,
     require_rank,
 )
-from ._types import Array, Params, PRNGKey, ShapeTree
 
 # ------------------------------------------------------------------- initialisers
 #
@@ -61,7 +61,7 @@ def lecun_normal(key: PRNGKey, shape: tuple[int, ...], dtype: Any = jnp.float32)
     shape[-2] * prod(shape[:-2])``.
 
     Examples:
-      >>> import jax, jax.numpy as jnp, jaxnet._layers as L
+      >>> import jax, jax.numpy as jnp, jaxnet.nn._core as L
       >>> k = jax.random.key(0)
       >>> w = L.lecun_normal(k, (3, 2))
       >>> bool(jnp.array_equal(w, jax.nn.initializers.lecun_normal()(k, (3, 2))))
@@ -216,7 +216,7 @@ def _activation(
 ) -> Layer:
     """An elementwise (or, with ``axis``, along-an-axis) parameter-free layer.
 
-    Float input only (the rule of :mod:`jaxnet._checks`); ``axis`` must exist in it.
+    Float input only (the rule of :mod:`jaxnet.nn._checks`); ``axis`` must exist in it.
     """
 
     def check_shape(shape: Any) -> None:

@@ -7,8 +7,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from .._errors import ShapeError, StateError
+from .._types import Array, Params, PRNGKey, ShapeTree
 from ._checks import check_number, float_input, is_number
-from ._errors import ShapeError, StateError
 from ._layer import (
     Layer,
     constructor,
@@ -17,7 +18,6 @@ from ._layer import (
     require_params,
     require_rank,
 )
-from ._types import Array, Params, PRNGKey, ShapeTree
 
 
 def _bcast(v: Array, ndim: int) -> Array:

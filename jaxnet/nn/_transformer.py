@@ -6,12 +6,12 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from ._attention import MultiHeadAttention
 from ._checks import check_int, is_number
 from ._combinators import residual, serial
+from ._core import Dense, Dropout, Gelu
 from ._layer import Layer, constructor
-from ._layers import Dense, Dropout, Gelu
 from ._norm import LayerNorm
-from ._seq import MultiHeadAttention
 
 
 @constructor

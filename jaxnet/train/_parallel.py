@@ -33,8 +33,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ._errors import DistributedError, ShapeError
-from ._types import Params, PRNGKey
+from .._errors import DistributedError, ShapeError
+from .._types import Params, PRNGKey
 
 #: Leaves with fewer elements stay replicated under ``fsdp=True``: splitting a bias
 #: saves nothing and costs a collective.

@@ -34,7 +34,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._errors import DTypeError, ShapeError
+from .._errors import DTypeError, ShapeError
 
 # -------------------------------------------------------------- constructor arguments
 

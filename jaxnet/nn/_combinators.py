@@ -12,8 +12,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from .._errors import ParamsError, ShapeError, StateError
+from .._types import Params, PRNGKey, ShapeTree
 from ._checks import as_inputs, check_axis, check_axis_arg, check_int, float_input
-from ._errors import ParamsError, ShapeError, StateError
 from ._layer import (
     Layer,
     _is_shape,
@@ -25,7 +26,6 @@ from ._layer import (
     require_params,
     union_options,
 )
-from ._types import Params, PRNGKey, ShapeTree
 
 LayerSpec = Layer | tuple[str, Layer]
 

@@ -50,8 +50,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .._errors import ParamsError, ShapeError
+from .._types import Array, Params, PRNGKey, ShapeTree
 from ._checks import check_number, float_input
-from ._errors import ParamsError, ShapeError
 from ._layer import (
     Layer,
     compute_dtype,
@@ -60,7 +61,6 @@ from ._layer import (
     require_params,
     require_rank,
 )
-from ._types import Array, Params, PRNGKey, ShapeTree
 
 # --------------------------------------------------------------------------- helpers
 

@@ -1,6 +1,6 @@
 """``fit``: epochs over arrays or batches, progress, validation, early stopping, checkpoints.
 
-``fit`` is a thin loop over the pure pieces of :mod:`jaxnet._train`; it hides nothing
+``fit`` is a thin loop over the pure pieces of :mod:`jaxnet.train`; it hides nothing
 that a user could not write with them. For arrays, each call into XLA runs a whole
 epoch (or ``steps_per_call`` steps of it) inside one ``lax.scan``; for an iterator of
 batches it calls a jitted step per batch.
@@ -30,24 +30,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._callbacks import Callback, Hooks, make_progress
-from ._errors import ShapeError, TrainingError
-from ._layer import Layer
-from ._train import (
+from .._errors import ShapeError, TrainingError
+from .._types import Array, Params, PRNGKey
+from ..nn._layer import Layer
+from ._callbacks import Callback
+from ._loop import _as_state_step, _batch_size, _chunk_fn, jit_step, split_key
+from ._policy import Policy
+from ._progress import Hooks, make_progress
+from ._step import (
     Metric,
-    Policy,
     TrainState,
-    _as_state_step,
-    _batch_size,
-    _chunk_fn,
     _num_examples,
     _split_batch,
     evaluate,
-    jit_step,
     make_train_step,
-    split_key,
 )
-from ._types import Array, Params, PRNGKey
 
 
 @dataclasses.dataclass(frozen=True)
@@ -395,7 +392,7 @@ def fit(
         return {"train": ts, "best": best["params"] if keep_best else None}
 
     if checkpoint is not None and resume and os.path.exists(checkpoint):
-        from ._checkpoint import load_with_metadata
+        from ..checkpoint._read import load_with_metadata
 
         like = {"train": ts, "best": params if keep_best else None}
         tree, meta = load_with_metadata(checkpoint, like=like)
@@ -701,7 +698,7 @@ def _save_run(
     epochs: int,
     model: Layer | None = None,
 ) -> None:
-    from ._checkpoint import save
+    from ..checkpoint._write import save
 
     meta = {
         "kind": "jaxnet.fit",
@@ -769,7 +766,7 @@ def _check_resume_record(path: str, meta: Mapping[str, Any], step: int) -> None:
     history row per epoch, in order, ending at the saved step count) are checked
     before any of it is used. ``step`` is the step count of the saved train state.
     """
-    from ._errors import CheckpointError
+    from .._errors import CheckpointError
 
     def bad(field: str, expected: str, value: Any) -> CheckpointError:
         return CheckpointError(

@@ -17,9 +17,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._errors import MissingKeyError, ParamsError, ShapeError
+from .._errors import MissingKeyError, ParamsError, ShapeError
+from .._types import Params, PRNGKey, ShapeTree
 from ._layer import Layer, fmt_shape, require_rank
-from ._types import Params, PRNGKey, ShapeTree
 
 #: ``flax.linen.Module.apply`` keywords that an option must never be forwarded as.
 _LINEN_RESERVED = frozenset({"rngs", "method", "mutable", "capture_intermediates"})
@@ -488,7 +488,7 @@ def from_equinox(
     Example (not run as a doctest, equinox being optional; the tests run it)::
 
         import equinox as eqx, jax, jaxnet
-        from jaxnet._adapters import from_equinox
+        from jaxnet.nn._adapters import from_equinox
 
         mlp = eqx.nn.MLP(3, 2, width_size=8, depth=1, key=jax.random.key(0))
         layer = from_equinox(mlp, example_ndim=1)
