@@ -598,7 +598,7 @@ def load(path: str | os.PathLike, like: Any = None) -> Any:
         version, is truncated or corrupted (checksum), or does not match ``like``
         (every mismatched path, with both values).
 
-    Example:
+    Examples:
       >>> import os, tempfile, jax, jax.numpy as jnp, jaxnet
       >>> like = {"b": jax.ShapeDtypeStruct((3,), jnp.float32)}
       >>> with tempfile.TemporaryDirectory() as d:
@@ -645,7 +645,7 @@ def inspect_checkpoint(path: str | os.PathLike) -> dict:
     Raises:
       FileNotFoundError, CheckpointError: as :func:`load` (the checksum is verified).
 
-    Example:
+    Examples:
       >>> import os, tempfile, jax.numpy as jnp, jaxnet
       >>> with tempfile.TemporaryDirectory() as d:
       ...     p = jaxnet.save(os.path.join(d, "ck.jnc"), {"w": jnp.ones((2, 3))})

@@ -147,7 +147,7 @@ def save(
         that is not JSON (naming the entry), a missing directory, or a failed write
         (the previous file, if any, is then left unchanged).
 
-    Example:
+    Examples:
       >>> import os, tempfile, jax.numpy as jnp, jaxnet
       >>> with tempfile.TemporaryDirectory() as d:
       ...     p = jaxnet.save(os.path.join(d, "ck.jnc"), {"w": jnp.ones(3), "step": 7})
