@@ -353,8 +353,7 @@ def _from_linen(
             )
         rngs = _rng_keys(key, rng_collections) if key is not None else None
         try:
-            with jax.named_scope(name or cls):
-                return module.apply({"params": params}, x, rngs=rngs, **keep(options))
+            return module.apply({"params": params}, x, rngs=rngs, **keep(options))
         except flax.errors.InvalidRngError as exc:
             if key is None:
                 raise MissingKeyError(
@@ -426,8 +425,7 @@ def _from_nnx(
     def apply(
         params: Params, x: Any, *, key: PRNGKey | None = None, **options: Any
     ) -> Any:
-        with jax.named_scope(name or cls):
-            return call(params, x, key, options)
+        return call(params, x, key, options)
 
     return Layer(name or _snake(cls, "nnx_module"), init, apply, None, desc)
 
@@ -580,7 +578,6 @@ def from_equinox(
     def apply(
         params: Params, x: Any, *, key: PRNGKey | None = None, **options: Any
     ) -> Any:
-        with jax.named_scope(name or cls):
-            return call(params, x, key, options)
+        return call(params, x, key, options)
 
     return Layer(name or _snake(cls, "equinox_module"), init, apply, None, desc)

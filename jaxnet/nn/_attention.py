@@ -367,7 +367,7 @@ def MultiHeadAttention(
         return m
 
     def apply(params: Params, x: Any, *, mask: Any = None, **_: Any) -> Array:
-        xq, xkv, _ = _inputs(params, x)
+        xq, xkv = _inputs(params, x)[:2]
         m = _mask(xq, xkv, mask)
         return multi_head_attention(params, xq, xkv, num_heads, m)
 

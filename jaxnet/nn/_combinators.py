@@ -7,7 +7,7 @@ model built from layers with analytic gradients has an analytic gradient too.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 import jax
 import jax.numpy as jnp
@@ -78,7 +78,11 @@ def _named(combinator: str, layers: tuple[LayerSpec, ...]) -> list[tuple[str, La
     return named
 
 
-def _split(key: PRNGKey | None, n: int) -> list[PRNGKey | None]:
+@overload
+def _split(key: PRNGKey, n: int) -> list[PRNGKey]: ...
+@overload
+def _split(key: None, n: int) -> list[None]: ...
+def _split(key: PRNGKey | None, n: int) -> list[PRNGKey] | list[None]:
     """Split ``key`` into ``n`` sub-keys deterministically (``None`` stays ``None``)."""
     if key is None:
         return [None] * n
@@ -169,7 +173,7 @@ def serial(*layers: LayerSpec) -> Layer:
         shape = input_shape
         for name, layer in named:
             with in_sublayer("serial", name):
-                if layer.stateful:
+                if layer.init_state is not None:  # stateful
                     shape, state[name] = layer.init_state(shape)
                 else:
                     shape = output_shape(layer, shape)
@@ -298,7 +302,7 @@ def parallel(*layers: LayerSpec) -> Layer:
         shapes = []
         for (name, layer), s in zip(named, input_shape):
             with in_sublayer("parallel", name):
-                if layer.stateful:
+                if layer.init_state is not None:  # stateful
                     out, state[name] = layer.init_state(s)
                 else:
                     out = output_shape(layer, s)
@@ -595,7 +599,7 @@ def residual(*layers: LayerSpec) -> Layer:
     ) -> tuple[Any, Any]:
         skw = _state_kw(desc, f, f.name, state, key_in_state=False)
         # nest=False: the branch's params are the residual's own (as in init).
-        with in_sublayer("residual", f.name, nest=False), jax.named_scope("residual"):
+        with in_sublayer("residual", f.name, nest=False):
             fx, new_state = _run(f, params, x, {"key": key, **skw, **kw})
         if jnp.shape(fx) != jnp.shape(x):
             raise ShapeError(

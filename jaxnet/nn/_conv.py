@@ -521,8 +521,7 @@ def _conv_layer(
 
     def apply(params: Params, x: Any, **_: Any) -> Array:
         x, cfg = prepare(params, x)
-        with jax.named_scope(name):
-            return conv(params, x, **cfg)
+        return conv(params, x, **cfg)
 
     def backward(params: Params, x: Array, y: Array, g: Array, **_: Any):
         x, cfg = prepare(params, x)

@@ -21,7 +21,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._errors import JAXNET_ERRORS, DTypeError, ParamsError, ShapeError
-from .._types import ApplyFn, BackwardFn, InitFn, Params, PRNGKey, ShapeTree
+from .._types import (
+    ApplyFn,
+    BackwardFn,
+    InitFn,
+    InitStateFn,
+    Params,
+    PRNGKey,
+    PyTree,
+    ShapeTree,
+)
 
 
 def _is_shape(s: Any) -> bool:
@@ -42,7 +51,7 @@ def normalize_shape(s: Any) -> ShapeTree:
     if hasattr(s, "shape") and hasattr(s, "dtype"):
         return tuple(int(d) for d in s.shape)
     if _is_shape(s):
-        out = []
+        out: list[int | None] = []
         for d in s:
             if d is None or int(d) == -1:
                 out.append(None)
@@ -201,13 +210,13 @@ def _check_options(layer: Layer, kwargs: dict[str, Any]) -> None:
     empty = kwargs.get("state") is None or kwargs.get("state") == {}
     if "state" in given and not layer.stateful and empty:
         given.discard("state")  # state=None or {} from generic code: harmless
-    valid = sorted(valid)
-    for name in sorted(given - set(valid)):
-        close = difflib.get_close_matches(name, valid, n=1)
+    names = sorted(valid)
+    for name in sorted(given - valid):
+        close = difflib.get_close_matches(name, names, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise TypeError(
             f"{layer.desc}.apply: unknown option {name}=; no layer of this model reads "
-            f"it. The options it accepts: {', '.join(valid)}.{hint}"
+            f"it. The options it accepts: {', '.join(names)}.{hint}"
         )
 
 
@@ -228,19 +237,27 @@ def _check_call(layer: Layer, params: Any, x: Any, kwargs: dict[str, Any]) -> No
     _check_options(layer, kwargs)
 
 
-def _wrap_apply(raw: Any, owner: list[Any]) -> Any:
-    def apply(params: Params, x: Any, **kwargs: Any) -> Any:
+def _wrap_apply(raw: ApplyFn, owner: list[Layer]) -> ApplyFn:
+    """The layer's public ``apply``: the checks of a whole call at the outermost
+    ``apply``, the ``check_model`` recording, and ``jax.named_scope(layer.name)``
+    around the raw function, so that every layer shows by name in profiles and in
+    the lowered program (applied here only, never by a layer itself)."""
+
+    def apply(params: Params, x: PyTree, **kwargs: Any) -> Any:
+        layer = owner[0]
         calls = _CALLS.get()
         if calls is not None and _concrete((params, x)):
-            calls.append((_PATH.get(), owner[0], params, x, dict(kwargs)))
+            calls.append((_PATH.get(), layer, params, x, dict(kwargs)))
         if _INSIDE.get():
-            return raw(params, x, **kwargs)
-        _check_call(owner[0], params, x, kwargs)
-        problem = _params_problem(owner[0], params, x)
+            with jax.named_scope(layer.name):
+                return raw(params, x, **kwargs)
+        _check_call(layer, params, x, kwargs)
+        problem = _params_problem(layer, params, x)
         token = _INSIDE.set(True)
         try:
             if problem is None:
-                return raw(params, x, **kwargs)
+                with jax.named_scope(layer.name):
+                    return raw(params, x, **kwargs)
             # Params and input disagree. When the layer's own checks name the input
             # ("expected input of shape (..., 3)"), that message is the more useful;
             # otherwise (it would compute wrong shapes or fail in XLA) the params'.
@@ -259,14 +276,16 @@ def _wrap_apply(raw: Any, owner: list[Any]) -> Any:
     return apply
 
 
-def _wrap_backward(raw: Any) -> Any:
+def _wrap_backward(raw: BackwardFn) -> BackwardFn:
     """A backward calls its sub-layers' ``apply`` with the parent's options: mark
     them as inner calls, as inside the parent's ``apply``."""
 
-    def backward(*args: Any, **kwargs: Any) -> Any:
+    def backward(
+        params: Params, x: PyTree, y: PyTree, g: PyTree, **kwargs: Any
+    ) -> tuple[Params, PyTree]:
         token = _INSIDE.set(True)
         try:
-            return raw(*args, **kwargs)
+            return raw(params, x, y, g, **kwargs)
         finally:
             _INSIDE.reset(token)
 
@@ -417,7 +436,7 @@ class Layer:
     apply: ApplyFn
     backward: BackwardFn | None = None
     desc: str = ""
-    init_state: Callable[..., tuple[ShapeTree, Params]] | None = None
+    init_state: InitStateFn | None = None
     options: frozenset[str] | None = None
     #: The constructor call that made the layer, as a hashable key (set by
     #: :func:`constructor`); ``None``: compared by identity.
@@ -455,7 +474,7 @@ class Layer:
         if getattr(self.init, "__wrapped__", None) is None:
             object.__setattr__(self, "init", _wrap_init(self.init, self.desc))
         if not getattr(self.apply, "__jaxnet_apply__", False):
-            owner: list[Any] = []
+            owner: list[Layer] = []
             object.__setattr__(self, "apply", _wrap_apply(self.apply, owner))
             owner.append(self)
 
@@ -579,9 +598,10 @@ def compute_dtype(*dtypes: Any) -> jnp.dtype:
 
 def numel(shape: tuple[int | None, ...]) -> int | None:
     """Product of the sizes, or ``None`` when any is free."""
-    if any(d is None for d in shape):
+    sizes = [d for d in shape if d is not None]
+    if len(sizes) < len(shape):
         return None
-    return math.prod(shape)
+    return math.prod(sizes)
 
 
 @contextlib.contextmanager
@@ -617,18 +637,6 @@ def require_params(desc: str, params: Any, expected: list[str]) -> None:
             f"{desc}: params do not match the model: missing {missing}, unexpected "
             f"{extra}. Pass the params returned by this model's init."
         )
-
-
-def no_backward(layer: Layer) -> BackwardFn:
-    """A ``backward`` that raises, for layers without a hand-written gradient."""
-
-    def backward(*args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError(
-            f"{layer.desc}: this layer has no hand-written backward. Pass backward=... "
-            "when you build it, or use jax.grad."
-        )
-
-    return backward
 
 
 def output_shape(layer: Layer, input_shape: ShapeTree) -> ShapeTree:

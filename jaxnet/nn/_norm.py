@@ -23,7 +23,7 @@ That Jacobian is symmetric, so the JVP ``dxhat = r (dx - mean(dx) - xhat mean(dx
 xhat))`` has the backward above as its transpose. LayerNorm (by default) and RMSNorm
 (``custom_grad=True``) register this linear JVP as a ``jax.custom_jvp`` rule: then
 ``jax.grad`` transposes it into the hand-written backward instead of differentiating
-the forward's operations (an extra pass over the activations, 1.1-1.2x slower), and
+the forward's operations (an extra pass over the activations), and
 forward mode and higher derivatives still work, which a ``custom_vjp`` would break.
 
 Numerics. The variance is the two-pass ``mean((x - mu)^2)``, never the one-pass
@@ -243,7 +243,7 @@ def _make_init(
     scale_init: Callable[..., Array],
     offset_init: Callable[..., Array],
     dtype: Any,
-    check: Callable[[int], None] | None = None,
+    check: Callable[[int], object] | None = None,
 ) -> Callable[[PRNGKey, ShapeTree], tuple[ShapeTree, Params]]:
     def init(key: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
         require_rank(desc, input_shape, min_rank)
@@ -347,9 +347,9 @@ def LayerNorm(
     xhat)) + dscale * xhat + doffset``, whose transpose (what ``jax.grad`` runs) is
     the hand-written :func:`layer_norm_vjp`: XLA compiles the same program for both,
     so autodiff costs what the hand-written backward costs. Plain autodiff of the
-    forward (``custom_grad=False``) runs an extra pass over the activations and was
-    measured 1.1-1.2x slower (benchmark ``layernorm_dx``: ``python -m benchmarks
-    --case layernorm_dx``, which times both). A ``custom_vjp`` would be as fast but
+    forward (``custom_grad=False``) runs an extra pass over the activations (the
+    benchmark ``layernorm_dx``, ``python -m benchmarks --case layernorm_dx``, times
+    both; see docs/benchmarks.md). A ``custom_vjp`` would be as fast but
     breaks forward mode; this rule keeps ``jax.jvp``, ``jax.jacfwd``,
     ``jax.hessian`` and reverse-over-reverse working (they differentiate the rule,
     which is ordinary JAX code). Values are identical either way; gradients agree
@@ -484,9 +484,9 @@ def RMSNorm(
     through the same kind of linear ``jax.custom_jvp`` rule as :func:`LayerNorm`
     (``dy = scale * r * (dx - xhat * mean(dx * xhat)) + dscale * xhat``, transpose
     :func:`rms_norm_vjp`; forward mode and higher order keep working). It is opt-in
-    because, unlike LayerNorm's, it measured no faster: without the centring, XLA
+    because, unlike LayerNorm's, it saves no pass: without the centring, XLA
     already fuses plain autodiff's backward into as many passes as the hand-written
-    one (CPU, ``(1024, 512)``, float32).
+    one (docs/benchmarks.md).
 
     Args:
       epsilon: added to the mean square (>= 0).
@@ -670,16 +670,18 @@ def GroupNorm(
             "either num_groups or group_size, not both; for a group size write "
             f"GroupNorm(num_groups=None, group_size={group_size})."
         )
-    given = ("group_size", group_size) if group_size is not None else None
-    given = given or ("num_groups", num_groups)
-    if given[1] is None or not isinstance(given[1], int) or given[1] < 1:
+    kind, count = (
+        ("group_size", group_size)
+        if group_size is not None
+        else ("num_groups", num_groups)
+    )
+    if count is None or not isinstance(count, int) or count < 1:
         raise ValueError(
-            f"GroupNorm({given[0]}={given[1]!r}): {given[0]} must be an integer >= 1."
+            f"GroupNorm({kind}={count!r}): {kind} must be an integer >= 1."
         )
     desc = _desc("GroupNorm", lead, epsilon, use_scale=use_scale, use_bias=use_bias)
     _check_epsilon(desc, epsilon)
     names = _names(use_scale, use_bias)
-    kind, count = given
 
     def groups_for(c: int) -> int:
         if c % count:

@@ -8,7 +8,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -226,16 +225,15 @@ def _pool_layer(
 
     def apply(params: Params, x: Any, **_: Any) -> Array:
         x, pads = prepare(params, x)
-        with jax.named_scope(name):
-            if kind == "MaxPool":
-                return max_pool(x, win, st, pads)
-            y = sum_pool(x, win, st, pads)
-            if kind == "AvgPool":
-                div = avg_pool_divisor(
-                    x.shape[1:-1], win, st, pads, count_include_pad, y.dtype
-                )
-                y = y / div
-            return y
+        if kind == "MaxPool":
+            return max_pool(x, win, st, pads)
+        y = sum_pool(x, win, st, pads)
+        if kind == "AvgPool":
+            div = avg_pool_divisor(
+                x.shape[1:-1], win, st, pads, count_include_pad, y.dtype
+            )
+            y = y / div
+        return y
 
     def backward(params: Params, x: Array, y: Array, g: Array, **_: Any):
         x, pads = prepare(params, x)
@@ -248,16 +246,6 @@ def _pool_layer(
         return {}, sum_pool_vjp(x, g, win, st, pads)
 
     return Layer(name, init, apply, backward, desc)
-
-
-_POOL_ARGS = """
-    Args:
-      window: window size, one int per spatial axis (an int means 1-d).
-      strides: window strides (int or one per axis); default 1, as Flax's pools
-        (PyTorch and Keras default to the window size: pass ``strides=window``).
-      padding: ``"VALID"`` (default, as Flax), ``"SAME"`` (output ``ceil(X / s)``),
-        an int, or ``(low, high)`` pairs.
-"""
 
 
 @constructor

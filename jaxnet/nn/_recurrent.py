@@ -369,8 +369,7 @@ def _make_cell(
 
     def apply(params: Params, inp: Any, **_: Any) -> Any:
         carry, x = check_apply(params, inp)
-        with jax.named_scope(kind):
-            return step(params, carry, x)
+        return step(params, carry, x)
 
     def backward(params: Params, inp: Any, y: Any, g: Any, **_: Any):
         carry, x = check_apply(params, inp)
@@ -666,8 +665,7 @@ def RNN(cell: Cell, *, reverse: bool = False, return_carry: bool = False) -> Lay
         def step(carry: Any, x_t: Array):
             return cell.apply(params, (carry, x_t), **options)
 
-        with jax.named_scope("rnn"):
-            carry, ys = lax.scan(step, carry0, _time_major(x, reverse))
+        carry, ys = lax.scan(step, carry0, _time_major(x, reverse))
         y = _batch_major(ys, reverse)
         return (carry, y) if return_carry else y
 
@@ -777,9 +775,8 @@ def Bidirectional(forward_rnn: Layer, backward_rnn: Layer) -> Layer:
         return x, xr, yf, yb, cf, cb
 
     def apply(params: Params, x: Any, *, initial_carry: Any = None, **options: Any):
-        with jax.named_scope("bidirectional"):
-            _, _, yf, yb, _, _ = run(params, x, initial_carry, options)
-            return jnp.concatenate([yf, jnp.flip(yb, 1)], axis=-1)
+        _, _, yf, yb, _, _ = run(params, x, initial_carry, options)
+        return jnp.concatenate([yf, jnp.flip(yb, 1)], axis=-1)
 
     def backward(
         params: Params, x: Any, y: Any, g: Any, *, initial_carry: Any = None, **options

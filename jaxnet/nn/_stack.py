@@ -191,6 +191,7 @@ def hand_grad(layer: Layer) -> Layer:
             f"{desc}: {layer.desc} has no hand-written backward, so there is nothing "
             "to run in its place. Use the layer itself (jax.grad differentiates it)."
         )
+    layer_backward = layer.backward
 
     def apply(params: Params, x: Any, *, key: PRNGKey | None = None, **kw: Any) -> Any:
         arrays, options = _split_options(kw)
@@ -205,7 +206,7 @@ def hand_grad(layer: Layer) -> Layer:
 
         def bwd(res: tuple, g: Any) -> tuple:
             p, x, y, k, arrays = res
-            dp, dx = layer.backward(p, x, y, g, key=k, **options(arrays))
+            dp, dx = layer_backward(p, x, y, g, key=k, **options(arrays))
             return dp, _float_only(dx, x), None, [None] * len(arrays)
 
         run.defvjp(fwd, bwd)
@@ -344,7 +345,8 @@ def Stack(
     def backward(
         params: Params, x: Any, y: Any, g: Any, *, key: PRNGKey | None = None, **kw: Any
     ) -> tuple[Params, Any]:
-        if layer.backward is None:
+        layer_backward = layer.backward
+        if layer_backward is None:
             raise NotImplementedError(
                 f"{desc}: the block {layer.desc} has no hand-written backward; use "
                 "jax.grad."
@@ -356,7 +358,7 @@ def Stack(
         def body(g: Any, per: Any) -> tuple[Any, Any]:
             p, xi, yi, k = per
             with in_sublayer("Stack", "block", nest=False):
-                dp, g = layer.backward(p, xi, yi, g, key=k, **kw)
+                dp, g = layer_backward(p, xi, yi, g, key=k, **kw)
             return g, dp
 
         g, dparams = jax.lax.scan(

@@ -14,9 +14,8 @@ others. ``check_grads`` uses two layouts:
   ``L`` leaves compiles ``L`` probes.
 * **shared**: every leaf gets an array, zeros except the target. One trace serves
   every leaf, at the price of touching every parameter in every evaluation (and of
-  batching all of them under ``vmap``). Measured on the 2-core CPU: a 10M-parameter
-  MLP evaluation is 3-6x slower this way, a 362k-parameter GPT's about the same, and
-  the GPT's 22 compiles of about 4 s each become one. ``check_grads`` shares when the
+  batching all of them under ``vmap``): slower evaluations for large models, one
+  compile instead of ``L`` (docs/benchmarks.md). ``check_grads`` shares when the
   differentiated leaves are small in total (:data:`SHARED_MAX` elements).
 
 The jitted probes are kept per function object (weakly: they go when ``f`` goes), so
