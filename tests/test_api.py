@@ -5,7 +5,6 @@ line works, and the README's quickstart runs as written.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -76,19 +75,13 @@ def test_star_import_matches_all():
 # per module, and the tests below wait on their results.
 
 
-def _python(*args: str, cwd: Path, devices: int | None = None) -> subprocess.Popen:
-    env = None
-    if devices is not None:  # simulated CPU devices: set before JAX starts
-        flag = f"--xla_force_host_platform_device_count={devices}"
-        env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-        env["XLA_FLAGS"] = flag
+def _python(*args: str, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, *args],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
     )
 
 
@@ -104,9 +97,6 @@ def _quickstart(heading: str = "## Quickstart") -> str:
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("api")
     (tmp / "quickstart.py").write_text(_quickstart())
-    (tmp / "training.py").write_text(_quickstart("## Training: pure steps"))
-    (tmp / "scaling.py").write_text(_quickstart("## Scaling out"))
-    (tmp / "watch.py").write_text(_quickstart("## Watching and extending a run"))
     procs = {
         "version": _python("-m", "jaxnet", "version", cwd=tmp),
         "dense": _python(
@@ -121,9 +111,6 @@ def runs(tmp_path_factory):
         ),
         "tanh": _python("-m", "jaxnet", "check", "--only", "Tanh", cwd=tmp),
         "quickstart": _python(str(tmp / "quickstart.py"), cwd=tmp),
-        "training": _python(str(tmp / "training.py"), cwd=tmp),
-        "watch": _python(str(tmp / "watch.py"), cwd=tmp),
-        "scaling": _python(str(tmp / "scaling.py"), cwd=tmp, devices=4),
     }
     results = {}
     try:
@@ -194,51 +181,7 @@ def test_cli_check_tanh(runs):
     assert "1 layers and losses, 1 leaves: all agree" in out
 
 
-def test_readme_training_example_runs(runs):
-    tmp, results = runs
-    rc, out, err = results["training"]
-    assert rc == 0, out + err
-    last = out.strip().splitlines()[-1]
-    assert last.startswith("{'epoch': ") and "'val_accuracy': " in last, out
-    val_acc = float(re.search(r"'val_accuracy': ([\d.]+)", last).group(1))
-    assert val_acc > 0.9  # measured 0.98 on the held-out 112
-    assert (tmp / "run.jnc").exists() and (tmp / "final.jnc").exists()
-    import jaxnet as jn
-
-    assert jn.inspect_checkpoint(tmp / "run.jnc")["metadata"]["kind"] == "jaxnet.fit"
-
-
-def test_readme_watching_example_runs(runs):
-    """Progress lines on stderr (not a terminal), the loggers' files, the model in
-    the checkpoint, per-example gradients, a DP-SGD step, equality by value."""
-    tmp, results = runs
-    rc, out, err = results["watch"]
-    assert rc == 0, out + err
-    lines = out.strip().splitlines()
-    assert lines[0].startswith("epoch 5: val accuracy ")
-    assert lines[1].startswith("epoch 10: val accuracy ")
-    assert lines[2] == "serial(Dense(out_dim=32), Relu(), Dense(out_dim=3))"
-    assert lines[-1] == "True True (8, 4, 32)"
-    assert [
-        ln.split("  ")[0] for ln in err.splitlines() if ln.startswith("epoch ")
-    ] == [f"epoch {e}/10" for e in range(1, 11)]
-    assert len((tmp / "epochs.csv").read_text().splitlines()) == 11  # header + 10
-    events = [json.loads(ln) for ln in (tmp / "steps.jsonl").read_text().splitlines()]
-    steps = [r["step"] for r in events if r["event"] == "step"]
-    assert steps == list(range(2, 61, 2))  # 6 steps x 10 epochs
-
-
-def test_readme_scaling_example_runs_on_four_devices(runs):
-    _, results = runs
-    rc, out, err = results["scaling"]
-    assert rc == 0, out + err
-    line = out.strip().splitlines()[-1]
-    assert line.startswith(
-        "DataParallel(axis='data', size=4, mesh={'data': 4}, fsdp=True)"
-    )
-    loss = float(re.search(r"fsdp=True\) ([\d.]+) ", line).group(1))
-    assert 3.0 < loss < 5.0  # about ln(64) = 4.16 after 3 steps on random tokens
-    assert line.endswith("P(None, None, 'data')")  # stacked (4, 32, 128) w: FSDP-split
+# The README's other examples moved into the docs pages: tests/test_docs.py runs them.
 
 
 def test_readme_quickstart_runs(runs):

@@ -10,6 +10,7 @@ written down in docs/development.md.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -18,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+import jaxnet
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -107,9 +110,21 @@ def test_training_page_trains_and_checkpoints(runs):
     val_acc = float(re.search(r"'val_accuracy': ([\d.]+)", first).group(1))
     assert val_acc > 0.9  # measured 0.98 on the held-out 112
     assert out[-1] == "True True (8, 4, 32)"  # the watching block's last line
+    assert "serial(Dense(out_dim=32), Relu(), Dense(out_dim=3))" in out  # the model
+    watched = [ln.split(":")[0] for ln in out if re.match(r"epoch \d+: val acc", ln)]
+    assert watched == ["epoch 5", "epoch 10"]  # the EveryFifth callback
+    # Progress lines on stderr (not a terminal): the watched run's 10 epochs.
+    err = results["training.md"].stderr.splitlines()
+    progress = [ln.split("  ")[0] for ln in err if re.match(r"epoch \d+/10 ", ln)]
+    assert progress == [f"epoch {e}/10" for e in range(1, 11)]
     work = tmp / "training.md"
     assert (work / "run.jnc").exists() and (work / "final.jnc").exists()
+    kind = jaxnet.inspect_checkpoint(work / "run.jnc")["metadata"]["kind"]
+    assert kind == "jaxnet.fit"
     assert len((work / "epochs.csv").read_text().splitlines()) == 11  # header + 10
+    events = [json.loads(ln) for ln in (work / "steps.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in events if r["event"] == "step"]
+    assert steps == list(range(2, 61, 2))  # 6 steps x 10 epochs
 
 
 @pytest.mark.slow
@@ -143,7 +158,6 @@ def test_benchmarks_page_is_generated_from_the_results():
 
 def test_benchmark_tables_come_from_the_json(tmp_path):
     """A changed number in results.json changes the page (nothing typed by hand)."""
-    import json
     import shutil
 
     src = gen_benchmarks.RESULTS / "cpu-2core-2026-12-03-per-example"
