@@ -310,7 +310,7 @@ _KILLED_SAVE = """
 import os, signal, sys
 import numpy as np
 import jaxnet
-from jaxnet import _checkpoint
+from jaxnet.checkpoint import _write as _checkpoint
 _checkpoint.os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)
 jaxnet.save(sys.argv[1], {"w": np.ones(100_000, np.float32)})
 """

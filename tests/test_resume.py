@@ -28,7 +28,7 @@ import optax
 import pytest
 
 import jaxnet
-from jaxnet.checkpoint import _format as _checkpoint
+from jaxnet.checkpoint import _write as _checkpoint
 
 WORKER = pathlib.Path(__file__).resolve().parent / "_resume_worker.py"
 EPOCHS = 6
