@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import rendered
 
 import jaxnet
 from jaxnet import losses
@@ -55,10 +56,6 @@ RAW = (
     "Traced",
 )
 B = 2  # the batch size of the valid inputs
-
-
-def rendered(exc: BaseException) -> str:
-    return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,10 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import assert_leaves_close
 
 import jaxnet
 from jaxnet import losses
 from jaxnet.testing import check_grads, tolerance
+
+F32 = tolerance(jnp.float32, "analytic")
 
 
 def _model():
@@ -22,13 +25,6 @@ def _data(n=16, seed=0):
     kx, ky = jax.random.split(jax.random.key(seed))
     x = 3.0 + 2.0 * jax.random.normal(kx, (n, 4), jnp.float32)
     return x, jax.random.randint(ky, (n,), 0, 3)
-
-
-def _close(a, b, dtype=jnp.float32):
-    tol = tolerance(dtype, "analytic")
-    np.testing.assert_allclose(
-        np.asarray(a), np.asarray(b), rtol=tol.rtol, atol=tol.atol
-    )
 
 
 @pytest.mark.parametrize("shape", [(8, 3), (2, 4, 4, 3)])
@@ -56,12 +52,20 @@ def test_matches_flax_train_eval_and_running_stats(shape):
         )
         variables = {**variables, **upd}
         y_ours, state = ours.apply(params, xs, state=state, train=True)
-        _close(y_ours, y_theirs)
-        _close(state["mean"], variables["batch_stats"]["mean"])
-        _close(state["var"], variables["batch_stats"]["var"])
+        assert_leaves_close(y_ours, y_theirs, F32)
+        assert_leaves_close(
+            state["mean"],
+            variables["batch_stats"]["mean"],
+            F32,
+        )
+        assert_leaves_close(
+            state["var"],
+            variables["batch_stats"]["var"],
+            F32,
+        )
     y_theirs = theirs.apply(variables, x, use_running_average=True)
     y_ours, same = ours.apply(params, x, state=state)
-    _close(y_ours, y_theirs)
+    assert_leaves_close(y_ours, y_theirs, F32)
     assert same is state  # evaluation leaves the state untouched
 
 
@@ -116,11 +120,22 @@ def test_train_updates_eval_uses_running_statistics():
     _, state = bn.init_state((None, 2))
     x = jnp.array([[0.0, 10.0], [2.0, 30.0]], jnp.float32)
     y, state = bn.apply(params, x, state=state, train=True)
-    _close(state["mean"], jnp.array([0.5, 10.0]))  # 0.5 * 0 + 0.5 * (1, 20)
-    _close(state["var"], jnp.array([1.0, 50.5]))  # 0.5 * 1 + 0.5 * (1, 100)
-    _close(y, jnp.array([[-1.0, -1.0], [1.0, 1.0]]) * (1 / jnp.sqrt(1 + 1e-5)))
+    # running = 0.5 * initial + 0.5 * batch: mean 0.5 * 0 + 0.5 * (1, 20), var
+    # 0.5 * 1 + 0.5 * (1, 100)
+    assert_leaves_close(state["mean"], jnp.array([0.5, 10.0], jnp.float32), F32)
+    assert_leaves_close(state["var"], jnp.array([1.0, 50.5], jnp.float32), F32)
+    assert_leaves_close(
+        y,
+        jnp.array([[-1.0, -1.0], [1.0, 1.0]], jnp.float32)
+        / np.sqrt(np.float32(1 + 1e-5)),
+        F32,
+    )
     y_eval, _ = bn.apply(params, x, state=state)
-    _close(y_eval, (x - state["mean"][None]) / jnp.sqrt(state["var"][None] + 1e-5))
+    assert_leaves_close(
+        y_eval,
+        (x - state["mean"][None]) / jnp.sqrt(state["var"][None] + 1e-5),
+        F32,
+    )
 
 
 def test_jit_vmap_and_scan():
@@ -153,7 +168,7 @@ def test_jit_vmap_and_scan():
     for i in range(5):
         carry, _ = jstep(carry, (batches[0][i], batches[1][i]))
     for a, b in zip(jax.tree.leaves((p_scan, s_scan)), jax.tree.leaves(carry[::2])):
-        _close(a, b)
+        assert_leaves_close(a, b, F32)
     # vmap of the whole model over an ensemble of 3 (params, state) pairs.
     ens_p = jax.vmap(lambda k: model.init(k, (None, 4))[1])(
         jax.random.split(jax.random.key(5), 3)
@@ -167,7 +182,7 @@ def test_jit_vmap_and_scan():
         one, _ = model.apply(
             jax.tree.map(lambda a, i=i: a[i], ens_p), x, state=state, train=True
         )
-        _close(out[i], one)
+        assert_leaves_close(out[i], one, F32)
 
 
 def test_analytic_value_and_grad_with_state_matches_jax():

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import rendered
 
 import jaxnet
 from jaxnet.testing import check_grads, tolerance
@@ -273,10 +274,6 @@ def test_avg_pool_same_divisor_counts_padding():
 # -------------------------------------------------------------------- bad inputs
 
 
-def _message(exc: BaseException) -> str:
-    return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
-
-
 def test_conv_wrong_rank_message():
     layer = jaxnet.Conv(8, (3, 3))
     _, params = layer.init(jax.random.key(0), (None, 28, 28, 1))
@@ -378,7 +375,7 @@ def test_apply_error_message(make, init_shape, bad, fragments, jit):
     apply = jax.jit(layer.apply) if jit else layer.apply
     with pytest.raises(jaxnet.ShapeError) as info:
         apply(params, bad)
-    message = _message(info.value)
+    message = rendered(info.value)
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in:\n{message}"
     assert "conv_general_dilated" not in message and "reduce_window" not in message
@@ -427,7 +424,7 @@ INIT_ERRORS = [
 def test_init_error_message(make, init_shape, fragments):
     with pytest.raises(jaxnet.ShapeError) as info:
         make().init(jax.random.key(0), init_shape)
-    message = _message(info.value)
+    message = rendered(info.value)
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in:\n{message}"
 
@@ -437,7 +434,7 @@ def test_error_names_the_sublayer_in_a_model():
     _, params = model.init(jax.random.key(0), (None, 6, 6, 3))
     with pytest.raises(jaxnet.ShapeError) as info:
         model.apply(params, np.zeros((2, 6, 6, 1)))
-    message = _message(info.value)
+    message = rendered(info.value)
     assert "expected input with 3 channels" in message
     assert "(in serial layer 'conv_0')" in message
 

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import rendered
 
 import jaxnet
 from jaxnet import analytic, losses
@@ -19,11 +20,6 @@ from jaxnet.testing import check_grads
 
 KEY = jax.random.key(0)
 RAW = ("dot_general", "XlaRuntimeError", "Incompatible shapes", "TypeError: ", "Traced")
-
-
-def rendered(exc: BaseException) -> str:
-    """What the user sees: the message and the notes, one per line."""
-    return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
 
 
 def raises(exc_type, fn, *args, **kwargs) -> str:

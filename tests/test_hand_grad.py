@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _trees import assert_trees_close, second_order
+from helpers import assert_trees_close, second_order
 
 import jaxnet
 from jaxnet.nn._layer import Layer

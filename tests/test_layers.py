@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_trees_close, rendered
 
 import jaxnet
 from jaxnet.testing import LAYER_CASES, LayerCase, tolerance
@@ -72,16 +73,6 @@ def _build(case: LayerCase, dtype: Any, seed: int = 0):
     return layer, out_shape, params, x
 
 
-def _assert_close(actual: Any, expected: Any, dtype: Any) -> None:
-    tol = tolerance(dtype, "analytic")
-    a_leaves, a_def = jax.tree.flatten(actual)
-    e_leaves, e_def = jax.tree.flatten(expected)
-    assert a_def == e_def
-    for a, e in zip(a_leaves, e_leaves):
-        assert a.shape == e.shape and a.dtype == e.dtype
-        np.testing.assert_allclose(a, e, rtol=tol.rtol, atol=tol.atol)
-
-
 def _param_shapes(params: Any) -> Any:
     return jax.tree.map(lambda a: tuple(a.shape), params)
 
@@ -93,10 +84,6 @@ def _dict_paths(tree: Any, prefix: tuple[str, ...] = ()):
         yield prefix + (k,), v
         if isinstance(v, dict):
             yield from _dict_paths(v, prefix + (k,))
-
-
-def _rendered(exc: BaseException) -> str:
-    return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
 
 
 # ----------------------------------------------------------------------- the battery
@@ -192,7 +179,7 @@ def test_jit_equals_eager(case, dtype):
     opts = case.options_for(layer)
     eager = layer.apply(params, x, **opts)
     jitted = jax.jit(lambda p, x: layer.apply(p, x, **opts))(params, x)
-    _assert_close(jitted, eager, dtype)
+    assert_trees_close(jitted, eager, tolerance(dtype, "analytic"))
 
 
 @pytest.mark.parametrize("case", BATTERY, ids=_ids)
@@ -206,7 +193,11 @@ def test_vmap_equals_per_slice(case):
     batched = jax.jit(jax.vmap(lambda x: layer.apply(params, x, **opts)))(stacked)
     for i, xi in enumerate(slices):
         one = layer.apply(params, xi, **opts)
-        _assert_close(jax.tree.map(lambda b, i=i: b[i], batched), one, dtype)
+        assert_trees_close(
+            jax.tree.map(lambda b, i=i: b[i], batched),
+            one,
+            tolerance(dtype, "analytic"),
+        )
 
 
 @pytest.mark.parametrize("case", BATTERY, ids=_ids)
@@ -307,7 +298,11 @@ def test_layer_hashable_and_frozen(case):
     for field in dataclasses.fields(layer):
         assert not isinstance(getattr(layer, field.name), jax.Array)
     # The shorthand call is the same as apply.
-    _assert_close(layer(params, x, **opts), layer.apply(params, x, **opts), jnp.float32)
+    assert_trees_close(
+        layer(params, x, **opts),
+        layer.apply(params, x, **opts),
+        tolerance(jnp.float32, "analytic"),
+    )
 
 
 @pytest.mark.parametrize("case", BATTERY, ids=_ids)
@@ -323,11 +318,17 @@ def test_static_layer_no_retrace_on_second_call(case):
 
     # The layer is a static (hashed) argument, params and x are traced.
     f = jax.jit(run, static_argnums=0)
-    _assert_close(f(layer, params, x1), layer.apply(params, x1, **opts), jnp.float32)
+    assert_trees_close(
+        f(layer, params, x1),
+        layer.apply(params, x1, **opts),
+        tolerance(jnp.float32, "analytic"),
+    )
     y2 = f(layer, params, x2)
     assert len(traces) == 1
     # The second call really ran on the new values (not a stale result).
-    _assert_close(y2, layer.apply(params, x2, **opts), jnp.float32)
+    assert_trees_close(
+        y2, layer.apply(params, x2, **opts), tolerance(jnp.float32, "analytic")
+    )
     # A new batch size is a new shape: exactly one more trace, then none.
     wide = jax.tree.map(
         lambda a, b: np.concatenate([np.asarray(a), np.asarray(b)[:2]]), x1, x2
@@ -461,7 +462,7 @@ def test_apply_shape_error_message(make, init_shape, bad, fragments, jit):
     apply = jax.jit(layer.apply) if jit else layer.apply
     with pytest.raises(jaxnet.ShapeError) as info:
         apply(params, bad)
-    message = _rendered(info.value)
+    message = rendered(info.value)
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in:\n{message}"
     assert "dot_general" not in message and "Incompatible shapes" not in message
@@ -549,7 +550,7 @@ INIT_SHAPE_ERRORS = [
 def test_init_shape_error_message(make, init_shape, fragments):
     with pytest.raises(jaxnet.ShapeError) as info:
         make().init(jax.random.key(0), init_shape)
-    message = _rendered(info.value)
+    message = rendered(info.value)
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in:\n{message}"
 
@@ -560,7 +561,7 @@ def test_shape_error_is_a_value_error_with_design_doc_message():
     with pytest.raises(ValueError) as info:
         layer.apply(params, _z(8, 4))
     assert isinstance(info.value, jaxnet.ShapeError)
-    assert _rendered(info.value) == (
+    assert rendered(info.value) == (
         "Dense(out_dim=16): expected input of shape (..., 3), got (8, 4). "
         "The layer was initialised for in_dim=3.\n(in serial layer 'dense_0')"
     )
@@ -656,7 +657,9 @@ def test_residual_is_x_plus_branch():
     x = jax.random.normal(jax.random.key(1), (3, 4), jnp.float64)
     w, b = params["dense_0"]["w"], params["dense_0"]["b"]
     expected = x + jnp.tanh(x @ w + b[None, :])
-    _assert_close(block.apply(params, x), expected, jnp.float64)
+    assert_trees_close(
+        block.apply(params, x), expected, tolerance(jnp.float64, "analytic")
+    )
 
 
 def test_residual_apply_shape_error():
@@ -665,7 +668,7 @@ def test_residual_apply_shape_error():
     block = jaxnet.residual(jaxnet.Lambda(lambda x: x[..., :2], name="crop"))
     with pytest.raises(jaxnet.ShapeError) as info:
         block.apply({}, _z(3, 4))
-    message = _rendered(info.value)
+    message = rendered(info.value)
     assert "residual(Lambda(fn=<lambda>))" in message
     assert "the branch maps (3, 4) to (3, 2)" in message
 
@@ -693,7 +696,11 @@ def test_dropout_in_serial_key_splitting_is_deterministic():
     h = jaxnet.analytic.dense(params["dense_0"], x)
     mask = jaxnet.analytic.dropout_mask(sub, 0.5, h.shape)
     h = jnp.where(mask, h / 0.5, jnp.zeros_like(h))
-    _assert_close(a, jaxnet.analytic.dense(params["dense_2"], h), jnp.float64)
+    assert_trees_close(
+        a,
+        jaxnet.analytic.dense(params["dense_2"], h),
+        tolerance(jnp.float64, "analytic"),
+    )
 
 
 def test_dropout_eval_is_identity():
@@ -728,7 +735,7 @@ def test_missing_key_error_shows_the_right_call():
     _, params = model.init(jax.random.key(0), (None, 4))
     with pytest.raises(jaxnet.MissingKeyError) as info:
         model.apply(params, _z(2, 4), train=True)
-    message = _rendered(info.value)
+    message = rendered(info.value)
     assert "Dropout(drop_rate=0.5): training mode needs a PRNG key" in message
     assert "model.apply(params, x, train=True, key=jax.random.key(0))" in message
     assert "train=False" in message

@@ -13,17 +13,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _trees import assert_trees_close, second_order
+from helpers import assert_trees_close, rendered, second_order
 
 import jaxnet
 from jaxnet.testing import tolerance
 
 KEY = jax.random.key(0)
 F32 = tolerance(jnp.float32, "analytic")
-
-
-def _rendered(exc: BaseException) -> str:
-    return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
 
 
 def _normal(
@@ -216,7 +212,7 @@ def test_apply_errors(layer, init_shape, bad, fragments, jit):
     apply = jax.jit(layer.apply) if jit else layer.apply
     with pytest.raises(jaxnet.ShapeError) as info:
         apply(params, jnp.zeros(bad, jnp.float32))
-    text = _rendered(info.value)
+    text = rendered(info.value)
     for fragment in fragments:
         assert fragment in text, f"{fragment!r} not in:\n{text}"
 
@@ -251,7 +247,7 @@ def test_apply_errors(layer, init_shape, bad, fragments, jit):
 def test_init_errors(layer, shape, fragments):
     with pytest.raises(jaxnet.ShapeError) as info:
         layer.init(KEY, shape)
-    text = _rendered(info.value)
+    text = rendered(info.value)
     for fragment in fragments:
         assert fragment in text, f"{fragment!r} not in:\n{text}"
 

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _trees import assert_trees_close
+from helpers import assert_trees_close
 
 import jaxnet
 from jaxnet import losses

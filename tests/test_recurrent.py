@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_leaves_close, rendered
 
 import jaxnet
 import jaxnet.nn._recurrent
@@ -22,21 +23,6 @@ from jaxnet.testing import LayerCase, check_layer, tolerance
 
 B, T, F, H = 2, 3, 3, 4
 F32 = jnp.float32
-
-
-def _rendered(exc: BaseException) -> str:
-    return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
-
-
-def _close(a, b, dtype=F32) -> float:
-    """Assert ``a == b`` leafwise to the table's tolerance; return the max abs diff."""
-    tol = tolerance(dtype, "analytic")
-    worst = 0.0
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        assert x.shape == y.shape and x.dtype == y.dtype
-        np.testing.assert_allclose(x, y, rtol=tol.rtol, atol=tol.atol)
-        worst = max(worst, float(np.max(np.abs(np.asarray(x) - np.asarray(y)))))
-    return worst
 
 
 # ------------------------------------------------------------- weight copy to Flax
@@ -109,14 +95,14 @@ def test_lstm_step_equals_flax(lstm_params):
     c, h, x = _x((B, H), 3), _x((B, H), 4), _x((B, F))
     ours = jaxnet.LSTMCell(H).apply(lstm_params, ((c, h), x))
     theirs = nn.LSTMCell(H).apply({"params": lstm_to_flax(lstm_params)}, (c, h), x)
-    _close(ours, theirs)
+    assert_leaves_close(ours, theirs, tolerance(F32, "analytic"))
 
 
 def test_gru_step_equals_flax(gru_params):
     h, x = _x((B, H), 3), _x((B, F))
     ours = jaxnet.GRUCell(H).apply(gru_params, (h, x))
     theirs = nn.GRUCell(H).apply({"params": gru_to_flax(gru_params)}, h, x)
-    _close(ours, theirs)
+    assert_leaves_close(ours, theirs, tolerance(F32, "analytic"))
 
 
 def test_initial_carry_is_flax_zeros():
@@ -137,11 +123,15 @@ def test_sequences_equal_flax_rnn(lstm_params, gru_params):
     carry, y = jaxnet.RNN(jaxnet.LSTMCell(H), return_carry=True).apply(lstm_params, x)
     f_lstm = nn.RNN(nn.LSTMCell(H), return_carry=True)
     theirs = f_lstm.apply({"params": {"cell": lstm_to_flax(lstm_params)}}, x)
-    _close((carry, y), theirs)
+    assert_leaves_close((carry, y), theirs, tolerance(F32, "analytic"))
     # Reversed GRU: Flax's reverse=True with keep_order=True.
     y = jaxnet.RNN(jaxnet.GRUCell(H), reverse=True).apply(gru_params, x)
     f_gru = nn.RNN(nn.GRUCell(H), reverse=True, keep_order=True)
-    _close(y, f_gru.apply({"params": {"cell": gru_to_flax(gru_params)}}, x))
+    assert_leaves_close(
+        y,
+        f_gru.apply({"params": {"cell": gru_to_flax(gru_params)}}, x),
+        tolerance(F32, "analytic"),
+    )
     # Bidirectional(LSTM forward, GRU backward).
     bi = jaxnet.Bidirectional(
         jaxnet.RNN(jaxnet.LSTMCell(H)), jaxnet.RNN(jaxnet.GRUCell(H))
@@ -152,7 +142,7 @@ def test_sequences_equal_flax_rnn(lstm_params, gru_params):
         "forward_rnn": {"cell": lstm_to_flax(lstm_params)},
         "backward_rnn": {"cell": gru_to_flax(gru_params)},
     }
-    _close(y, f_bi.apply({"params": fp}, x))
+    assert_leaves_close(y, f_bi.apply({"params": fp}, x), tolerance(F32, "analytic"))
 
 
 def test_reverse_is_flipping_time(gru_params):
@@ -160,7 +150,7 @@ def test_reverse_is_flipping_time(gru_params):
     fwd = jaxnet.RNN(jaxnet.GRUCell(H))
     rev = jaxnet.RNN(jaxnet.GRUCell(H), reverse=True)
     flipped = jnp.flip(fwd.apply(gru_params, jnp.flip(x, 1)), 1)
-    _close(rev.apply(gru_params, x), flipped)
+    assert_leaves_close(rev.apply(gru_params, x), flipped, tolerance(F32, "analytic"))
 
 
 def test_rnn_under_jit_with_initial_carry(lstm_params):
@@ -171,11 +161,13 @@ def test_rnn_under_jit_with_initial_carry(lstm_params):
     jitted = jax.jit(lambda p, x, c: rnn.apply(p, x, initial_carry=c))(
         lstm_params, x, c0
     )
-    _close(jitted, eager)
+    assert_leaves_close(jitted, eager, tolerance(F32, "analytic"))
     # The carry threads: running the last step separately from the carry it left.
     carry2, y2 = rnn.apply(lstm_params, x[:, :2], initial_carry=c0)
     carry3, y3 = rnn.apply(lstm_params, x[:, 2:], initial_carry=carry2)
-    _close((carry3, jnp.concatenate([y2, y3], 1)), eager)
+    assert_leaves_close(
+        (carry3, jnp.concatenate([y2, y3], 1)), eager, tolerance(F32, "analytic")
+    )
 
 
 # ------------------------------------------------------------------- BPTT, longer
@@ -274,7 +266,7 @@ def test_sequence_shape_errors(make, x, fragments):
     with pytest.raises(jaxnet.ShapeError) as info:
         layer.apply(params, x)
     for frag in fragments:
-        assert frag in _rendered(info.value), _rendered(info.value)
+        assert frag in rendered(info.value), rendered(info.value)
 
 
 def test_init_rank_error():
@@ -293,7 +285,7 @@ def test_cell_errors(lstm_params, gru_params):
     # A GRU-style carry given to the LSTM.
     with pytest.raises(jaxnet.ShapeError) as info:
         lstm.apply(lstm_params, (h, x))
-    msg = _rendered(info.value)
+    msg = rendered(info.value)
     assert (
         "LSTMCell(hidden=4): expected the input (carry, x_t) with carry = (c, h)" in msg
     )

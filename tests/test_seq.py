@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_leaves_close, rendered
 
 import jaxnet
 from jaxnet import analytic
@@ -20,17 +21,6 @@ from jaxnet.testing import check_grads, tolerance
 
 F32 = tolerance(jnp.float32, "analytic")
 F64 = tolerance(jnp.float64, "analytic")
-
-
-def _rendered(exc: BaseException) -> str:
-    return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
-
-
-def _close(a, b, tol) -> float:
-    np.testing.assert_allclose(
-        np.asarray(a), np.asarray(b), rtol=tol.rtol, atol=tol.atol
-    )
-    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
 
 
 # ------------------------------------------------------------------------ Embedding
@@ -44,7 +34,7 @@ def test_embedding_matches_flax_embed():
     params = {"embedding": variables["params"]["embedding"]}
     with jax.numpy_dtype_promotion("standard"):
         expected = flax_embed.apply(variables, ids)
-    diff = _close(layer.apply(params, ids), expected, F32)
+    diff = assert_leaves_close(layer.apply(params, ids), expected, F32)
     assert diff == 0.0  # a gather: bit-identical
     # Same default initialiser as Flax: variance_scaling(1, fan_in, out_axis=0),
     # which for a (num, features) table gives std 1/sqrt(features).
@@ -79,7 +69,7 @@ def test_embedding_backward_scatter_adds_repeats_and_dx_is_none():
     auto = jax.grad(lambda p: jnp.sum(gy * model.apply(p, ids)))(mp)
     assert jax.tree.structure(grads) == jax.tree.structure(auto)
     for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(auto)):
-        _close(a, b, F64)
+        assert_leaves_close(a, b, F64)
 
 
 def test_embedding_out_of_range_eager_error_and_jit_nan():
@@ -88,7 +78,7 @@ def test_embedding_out_of_range_eager_error_and_jit_nan():
     for bad, lo, hi in ([[0, 5, 2]], 0, 5), ([[-1, 2, 4]], -1, 4):
         with pytest.raises(ValueError) as info:
             layer.apply(params, jnp.array(bad))
-        assert _rendered(info.value) == (
+        assert rendered(info.value) == (
             "Embedding(num_embeddings=5, features=2): token ids must be in [0, 5), "
             f"got min {lo}, max {hi}. Check the tokenizer's vocabulary size against "
             "num_embeddings."
@@ -108,7 +98,7 @@ def test_embedding_rejects_float_ids():
     _, params = layer.init(jax.random.key(0), (None, 3))
     with pytest.raises(jaxnet.DTypeError) as info:
         layer.apply(params, jnp.zeros((2, 3)))
-    assert _rendered(info.value) == (
+    assert rendered(info.value) == (
         "Embedding(num_embeddings=5, features=2): expected integer token ids, got "
         "float64 of shape (2, 3). Cast them first, e.g. ids.astype(jnp.int32)."
     )
@@ -127,7 +117,7 @@ def test_sinusoidal_table_matches_paper_formula():
             assert table[t, 2 * i + 1] == pytest.approx(np.cos(angle), abs=1e-15)
     x = jnp.ones((2, seq, d), jnp.float64)
     y = jaxnet.SinusoidalPositionalEmbedding().apply({}, x)
-    _close(y, x + table[None], F64)
+    assert_leaves_close(y, x + table[None], F64)
 
 
 def _rope_reference(x: np.ndarray, base: float = 10000.0) -> np.ndarray:
@@ -147,9 +137,9 @@ def _rope_reference(x: np.ndarray, base: float = 10000.0) -> np.ndarray:
 def test_rotary_matches_rotate_half_reference(shape):
     x = jax.random.normal(jax.random.key(0), shape, jnp.float64)
     y = jaxnet.RotaryEmbedding().apply({}, x)
-    _close(y, _rope_reference(np.asarray(x)), F64)
+    assert_leaves_close(y, _rope_reference(np.asarray(x)), F64)
     # A rotation preserves each pair's norm, hence the norm of each position's vector.
-    _close(jnp.linalg.norm(y, axis=-1), jnp.linalg.norm(x, axis=-1), F64)
+    assert_leaves_close(jnp.linalg.norm(y, axis=-1), jnp.linalg.norm(x, axis=-1), F64)
 
 
 def test_rotary_flat_input_gradient():
@@ -188,7 +178,7 @@ def test_rotary_flat_input_gradient():
 def test_init_errors(make, shape, fragments):
     with pytest.raises(jaxnet.ShapeError) as info:
         make().init(jax.random.key(0), shape)
-    message = _rendered(info.value)
+    message = rendered(info.value)
     for f in fragments:
         assert f in message, f"{f!r} not in {message!r}"
 
@@ -261,7 +251,7 @@ def test_attention_matches_flax(kw, cross, mask):
     x = (xq, xkv) if cross else xq
     opts = {"mask": jnp.asarray(PAD)[:, None, None, :]} if mask == "pad" else {}
     y = layer.apply(params, x, **opts)
-    diff = _close(y, expected, F32)
+    diff = assert_leaves_close(y, expected, F32)
     print(f"max abs diff vs flax: {diff:.2e}")
 
 
@@ -293,7 +283,7 @@ def test_attention_batch_padding_mask_gradients(causal):
     # output row of that example (in self-attention its own query row does change).
     x2 = x.at[1, 3].add(10.0)
     y1, y2 = layer.apply(params, x, mask=mask), layer.apply(params, x2, mask=mask)
-    _close(y1[1, :3], y2[1, :3], F64)
+    assert_leaves_close(y1[1, :3], y2[1, :3], F64)
 
 
 def test_attention_fully_masked_row_stays_finite_and_matches_autodiff():
@@ -307,7 +297,7 @@ def test_attention_fully_masked_row_stays_finite_and_matches_autodiff():
         lambda p, x: jnp.sum(g * layer.apply(p, x, mask=mask)), argnums=(0, 1)
     )(params, x)
     for a, b in zip(jax.tree.leaves((dp, dx)), jax.tree.leaves(auto)):
-        _close(a, b, F64)
+        assert_leaves_close(a, b, F64)
 
 
 def test_attention_core_float32_path_matches_written_formula():
@@ -317,7 +307,7 @@ def test_attention_core_float32_path_matches_written_formula():
     mask = jnp.broadcast_to(mask, (2, 2, 4, 4))
     fast = analytic.attention_core(q, k, v, mask)
     written = jnp.einsum("bnts,bsnh->btnh", analytic.attention_weights(q, k, mask), v)
-    _close(fast, written, F32)
+    assert_leaves_close(fast, written, F32)
 
 
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])

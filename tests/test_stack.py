@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_leaves_close
 
 import jaxnet
 from jaxnet.testing import tolerance
@@ -31,11 +32,6 @@ def _setup(**kw):
     params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
     x = jax.random.normal(jax.random.key(1), (2, 5, 8), jnp.float64)
     return stack, params, x
-
-
-def _close(a, b, tol=TOL):
-    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_allclose(u, v, rtol=tol.rtol, atol=tol.atol)
 
 
 def _serial_equivalent(params, key):
@@ -57,7 +53,7 @@ def test_stack_is_the_serial_composition_of_its_blocks():
     key = jax.random.key(2)
     apply, sliced = _serial_equivalent(params, key)
     y = jax.jit(lambda p, x: stack.apply(p, x, key=key, train=True))(params, x)
-    _close(y, jax.jit(apply)(sliced, x))
+    assert_leaves_close(y, jax.jit(apply)(sliced, x), TOL)
 
     def loss_stack(p):
         return jnp.sum(jnp.sin(stack.apply(p, x, key=key, train=True)))
@@ -68,7 +64,9 @@ def test_stack_is_the_serial_composition_of_its_blocks():
     g_stack = jax.jit(jax.grad(loss_stack))(params)
     g_serial = jax.jit(jax.grad(loss_serial))(sliced)
     for i in range(NUM):
-        _close(jax.tree.map(lambda a, i=i: a[i], g_stack), g_serial[f"b{i}"])
+        assert_leaves_close(
+            jax.tree.map(lambda a, i=i: a[i], g_stack), g_serial[f"b{i}"], TOL
+        )
 
 
 def test_every_block_has_its_own_params_and_dropout_key():
@@ -86,7 +84,7 @@ def test_every_block_has_its_own_params_and_dropout_key():
         ref = one.apply(
             jax.tree.map(lambda a: a[0], params), ref, key=keys[i], train=True
         )
-    _close(stack.apply(same, x, key=key, train=True), ref)
+    assert_leaves_close(stack.apply(same, x, key=key, train=True), ref, TOL)
     shared = x
     for _ in range(NUM):
         shared = one.apply(
@@ -107,9 +105,10 @@ def test_unrolled_and_rematerialised_stacks_give_the_same_numbers(kw):
         return lambda p, x: jnp.sum(jnp.tanh(layer.apply(p, x, key=key, train=True)))
 
     # Values and gradients (value_and_grad: the loss is a function of the outputs).
-    _close(
+    assert_leaves_close(
         jax.jit(jax.value_and_grad(loss(other), argnums=(0, 1)))(params, x),
         jax.jit(jax.value_and_grad(loss(base), argnums=(0, 1)))(params, x),
+        TOL,
     )
 
 
@@ -124,7 +123,7 @@ def test_analytic_backward_matches_autodiff_with_dropout():
         return stack.backward(params, x, y, g, key=key, train=True), vjp(g)
 
     hand, ref = both(params, x)
-    _close(hand, ref)
+    assert_leaves_close(hand, ref, TOL)
 
 
 def test_scan_compiles_the_block_once():

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import assert_trees_close
 
 import jaxnet
 from jaxnet import losses
@@ -44,20 +45,6 @@ def _init(model, x, seed=1):
     return jax.tree.map(lambda p: p.astype(x.dtype), params)
 
 
-def _assert_trees_close(a, b, dtype=jnp.float64, method="analytic"):
-    tol = tolerance(dtype, method)
-    for (path, u), v in zip(
-        jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)
-    ):
-        np.testing.assert_allclose(
-            np.asarray(u),
-            np.asarray(v),
-            rtol=tol.rtol,
-            atol=tol.atol,
-            err_msg=jax.tree_util.keystr(path),
-        )
-
-
 # ------------------------------------------------------------------ make_train_step
 
 
@@ -74,7 +61,7 @@ def test_sgd_step_is_params_minus_lr_grad():
 
     value, grads = jax.value_and_grad(objective)(params)
     expected = jax.tree.map(lambda p, g: p - 0.3 * g, params, grads)
-    _assert_trees_close(new, expected)
+    assert_trees_close(new, expected, tolerance(jnp.float64, "analytic"))
     assert float(m["loss"]) == pytest.approx(float(value), rel=1e-6)  # loss in f32
     norm = np.sqrt(sum(np.sum(np.asarray(g) ** 2) for g in jax.tree.leaves(grads)))
     assert float(m["grad_norm"]) == pytest.approx(norm, rel=1e-12)
@@ -91,8 +78,8 @@ def test_analytic_gradients_match_autodiff_step():
     s = opt.init(params)
     pa, sa, ma = auto(params, s, (x, y))
     ph, sh, mh = hand(params, s, (x, y))
-    _assert_trees_close(ph, pa)
-    _assert_trees_close(sh, sa)
+    assert_trees_close(ph, pa, tolerance(jnp.float64, "analytic"))
+    assert_trees_close(sh, sa, tolerance(jnp.float64, "analytic"))
     assert float(mh["accuracy"]) == float(ma["accuracy"])
     assert float(mh["grad_norm"]) == pytest.approx(float(ma["grad_norm"]), rel=1e-12)
 
@@ -155,9 +142,11 @@ def test_multisteps_accumulation_equals_one_full_batch_step():
     step = jax.jit(jaxnet.make_train_step(model, XENT, acc))
     s = acc.init(params)
     p1, s, _ = step(params, s, (x[:24], y[:24]))
-    _assert_trees_close(p1, params)  # the first micro-batch only accumulates
+    assert_trees_close(
+        p1, params, tolerance(jnp.float64, "analytic")
+    )  # the first micro-batch only accumulates
     p2, s, _ = step(p1, s, (x[24:], y[24:]))
-    _assert_trees_close(p2, p_full)
+    assert_trees_close(p2, p_full, tolerance(jnp.float64, "analytic"))
 
 
 def test_chain_with_clipping_and_schedule_trains():
@@ -189,7 +178,7 @@ def test_stateful_step_threads_batchnorm_state():
     out = step(params, opt.init(params), (x, y), state=state)
     assert len(out) == 4
     _, new_state = model.apply(params, x, state=state, train=True)
-    _assert_trees_close(out[3], new_state)
+    assert_trees_close(out[3], new_state, tolerance(jnp.float64, "analytic"))
     assert not np.allclose(
         np.asarray(jax.tree.leaves(out[3])[0]), np.asarray(jax.tree.leaves(state)[0])
     )
@@ -319,7 +308,7 @@ def test_train_scan_equals_a_python_loop_of_the_same_steps():
                 float(m["loss"][epoch, b]), rel=1e-12
             )
             g += 1
-    _assert_trees_close(ts.params, p)
+    assert_trees_close(ts.params, p, tolerance(jnp.float64, "analytic"))
 
 
 def test_train_scan_full_batch_logistic_regression_converges():
@@ -382,7 +371,7 @@ def test_fit_history_is_plain_data_and_deterministic():
 def test_fit_chunked_epochs_equal_whole_epochs():
     whole = _fit()
     chunked = _fit(steps_per_call=3)  # 4 steps per epoch: calls of 3 + 1
-    _assert_trees_close(chunked.params, whole.params)
+    assert_trees_close(chunked.params, whole.params, tolerance(jnp.float64, "analytic"))
     assert chunked.history[-1]["loss"] == pytest.approx(
         whole.history[-1]["loss"], rel=1e-12
     )
@@ -458,7 +447,7 @@ def test_fit_keeps_the_first_batch_of_a_one_shot_iterator():
     )
     listed = jaxnet.fit(_mlp(), XENT, optax.sgd(0.1), batches, key=jax.random.key(3))
     assert r.step == 4
-    _assert_trees_close(r.params, listed.params)
+    assert_trees_close(r.params, listed.params, tolerance(jnp.float64, "analytic"))
 
 
 @pytest.mark.parametrize("bad", [5, -7])
@@ -588,7 +577,7 @@ def test_loops_run_under_strict_promotion_with_x64():
             progress=False,
         )
     assert int(ts.step) == r.step == 8
-    _assert_trees_close(r.params, ts.params)
+    assert_trees_close(r.params, ts.params, tolerance(jnp.float64, "analytic"))
 
 
 def test_rerunning_an_early_stopped_run_does_not_train_on(tmp_path):
