@@ -27,7 +27,8 @@ from jaxnet import losses
 
 
 def load(seed: int = 0) -> tuple[np.ndarray, ...]:
-    """The digits as ``(x_train, y_train, x_test, y_test)``; images ``(n, 8, 8, 1)``."""
+    """The digits as ``(x_train, x_test, y_train, y_test)`` (scikit-learn's
+    ``train_test_split`` order); images ``(n, 8, 8, 1)`` in [0, 1], labels int32."""
     try:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
@@ -63,7 +64,8 @@ def train(
     seed: int = 0,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """Train and evaluate; return the history and final accuracies."""
+    """Train and evaluate; return ``{"history": per-epoch rows, "test_acc": the final
+    test accuracy, "n_test": the number of test images}``."""
     x_tr, x_te, y_tr, y_te = load(seed)
     model = make_model()
     if not quiet:

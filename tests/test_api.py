@@ -130,6 +130,7 @@ def _columns(line: str) -> list[str]:
     return re.split(r"\s{2,}", line.strip())
 
 
+@pytest.mark.slow
 def test_cli_version(runs):
     _, results = runs
     rc, out, err = results["version"]
@@ -139,6 +140,7 @@ def test_cli_version(runs):
     assert out.strip().startswith(f"jaxnet {jaxnet.__version__}, jax {jax.__version__}")
 
 
+@pytest.mark.slow
 def test_cli_check_dense(runs):
     tmp, results = runs
     rc, out, err = results["dense"]
@@ -171,6 +173,7 @@ def test_cli_check_dense(runs):
     assert {r["case"] for r in records} == {"Dense", "Dense(use_bias=False)"}
 
 
+@pytest.mark.slow
 def test_cli_check_tanh(runs):
     _, results = runs
     rc, out, err = results["tanh"]
@@ -184,6 +187,7 @@ def test_cli_check_tanh(runs):
 # The README's other examples moved into the docs pages: tests/test_docs.py runs them.
 
 
+@pytest.mark.slow
 def test_readme_quickstart_runs(runs):
     _, results = runs
     rc, out, err = results["quickstart"]

@@ -47,7 +47,7 @@ from ._layer import (
 # pathology for a short inner axis) where the same 5,120 values drawn as a flat vector
 # took 0.3-0.5 s. The default Dense initialiser therefore draws flat and reshapes:
 # ``jax.random`` numbers depend on the element index only, so the values are bit for
-# bit those of ``jax.nn.initializers.lecun_normal()`` (tests/test_init_speed.py).
+# bit those of ``jax.nn.initializers.lecun_normal()`` (tests/nn/test_core.py).
 # Faster still would need fewer distinct programs (one fixed-size draw reused for
 # every shape), which changes the values; not done yet (see the README's targets).
 

@@ -77,7 +77,7 @@ class LayerCase:
     #: Stochastic layers are applied with ``key=jax.random.key(key_seed)``.
     key_seed: int | None = None
     #: The exact parameter tree as shapes by path (e.g. ``{"w": (4, 5), "b": (5,)}``),
-    #: pinned by the battery; ``None`` for the core cases pinned in tests/test_layers.py.
+    #: pinned by the battery; ``None`` for the core cases pinned in tests/nn/test_layers.py.
     param_shapes: Any = None
 
     def apply_options(self) -> dict[str, Any]:

@@ -178,7 +178,7 @@ def plot_history(
         that is not in the history (checked before matplotlib is imported).
       ImportError: matplotlib is not installed.
 
-    Example (not run as a doctest, matplotlib being optional; tests/test_plot.py
+    Example (not run as a doctest, matplotlib being optional; tests/train/test_plot.py
     runs it)::
 
         import os, tempfile

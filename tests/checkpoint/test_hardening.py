@@ -4,10 +4,7 @@ checksum must load exactly or fail with a named :class:`CheckpointError`, and
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import pathlib
 import signal
 import subprocess
 import sys
@@ -17,29 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import rewrite_checkpoint
 
 from jaxnet._errors import CheckpointError
-from jaxnet.checkpoint._format import MAGIC
 from jaxnet.checkpoint._read import inspect_checkpoint, load
 from jaxnet.checkpoint._write import save
-
-
-def _rewrite(path, edit, *, payload=None, text_edit=None):
-    """Rebuild a checkpoint after ``edit(header)`` (then ``text_edit`` of its JSON
-    text, and optionally a new payload), with a *valid* checksum: what anyone can do
-    with a text editor and sha256sum."""
-    data = pathlib.Path(path).read_bytes()
-    hlen = int.from_bytes(data[12:20], "little")
-    header = json.loads(data[20 : 20 + hlen])
-    old_payload = data[20 + hlen : -32]
-    edit(header)
-    text = json.dumps(header).encode()
-    if text_edit is not None:
-        text = text_edit(text)
-    text += b" " * (-(20 + len(text)) % 64)
-    body = MAGIC + data[8:12] + len(text).to_bytes(8, "little") + text
-    body += old_payload if payload is None else payload(old_payload)
-    pathlib.Path(path).write_bytes(body + hashlib.sha256(body).digest())
 
 
 @pytest.fixture
@@ -59,7 +38,7 @@ def test_deeply_nested_structure_is_a_checkpoint_error(ck, depth):
         h["leaves"][0]["path"] = "/".join(["0"] * depth)
 
     nested = b"[" * depth + b"0" + b"]" * depth
-    _rewrite(ck, deep, text_edit=lambda t: t.replace(b'"@@"', nested))
+    rewrite_checkpoint(ck, deep, text_edit=lambda t: t.replace(b'"@@"', nested))
     for read in (load, inspect_checkpoint):
         with pytest.raises(CheckpointError, match=r"nested .*deep.* at most 100") as e:
             read(ck)
@@ -70,7 +49,7 @@ def test_deeply_nested_structure_is_a_checkpoint_error(ck, depth):
 def test_deeply_nested_metadata_is_a_checkpoint_error(ck, depth):
     save(ck, {"w": jnp.ones(2)})
     deep = b"[" * depth + b"0" + b"]" * depth
-    _rewrite(
+    rewrite_checkpoint(
         ck,
         lambda h: h.update(metadata={"a": "@@"}),
         text_edit=lambda t: t.replace(b'"@@"', deep),
@@ -92,7 +71,7 @@ def test_deeply_nested_metadata_is_a_checkpoint_error(ck, depth):
 )
 def test_impossible_shapes_are_a_checkpoint_error(ck, shape, expect):
     save(ck, {"w": jnp.ones(0, jnp.float32)})
-    _rewrite(ck, lambda h: h["leaves"][0].update(shape=shape))
+    rewrite_checkpoint(ck, lambda h: h["leaves"][0].update(shape=shape))
     for read in (load, inspect_checkpoint):
         with pytest.raises(CheckpointError, match="header is invalid") as e:
             read(ck)
@@ -107,7 +86,7 @@ def test_large_empty_shape_still_loads_exactly(ck):
 @pytest.mark.parametrize("dtype", [["float32"], {"name": "float32"}, 7, None])
 def test_non_string_dtype_is_a_checkpoint_error(ck, dtype):
     save(ck, {"w": jnp.ones(2, jnp.float32)})
-    _rewrite(ck, lambda h: h["leaves"][0].update(dtype=dtype))
+    rewrite_checkpoint(ck, lambda h: h["leaves"][0].update(dtype=dtype))
     with pytest.raises(CheckpointError, match="header is invalid") as e:
         load(ck)
     assert "w has shape [2] and dtype" in str(e.value)
@@ -116,7 +95,7 @@ def test_non_string_dtype_is_a_checkpoint_error(ck, dtype):
 def test_key_shape_disagreeing_with_its_data_is_refused(ck):
     keys = jax.random.split(jax.random.key(0), 3)  # shape (3,), data (3, 2)
     save(ck, {"k": keys})
-    _rewrite(ck, lambda h: h["leaves"][0].update(shape=[]))
+    rewrite_checkpoint(ck, lambda h: h["leaves"][0].update(shape=[]))
     like = {"k": jax.ShapeDtypeStruct((), keys.dtype)}
     for kwargs in ({}, {"like": like}):
         with pytest.raises(CheckpointError, match=r"PRNG key at k") as e:
@@ -128,7 +107,7 @@ def test_key_shape_disagreeing_with_its_data_is_refused(ck):
 def test_key_impl_disagreeing_with_its_dtype_is_refused(ck):
     keys = jax.random.split(jax.random.key(0), 2)  # key<fry>, data (2, 2)
     save(ck, {"k": keys})
-    _rewrite(
+    rewrite_checkpoint(
         ck,
         lambda h: h["leaves"][0].update(key_impl="rbg", shape=[1], data_shape=[1, 4]),
     )
@@ -150,11 +129,11 @@ def test_valid_keys_still_round_trip_with_like(ck):
 
 def test_bool_bytes_other_than_0_and_1_are_refused(ck):
     save(ck, {"b": np.array([True, False, True])})
-    _rewrite(ck, lambda h: None, payload=lambda p: bytes([1, 2, 0]) + p[3:])
+    rewrite_checkpoint(ck, payload=lambda p: bytes([1, 2, 0]) + p[3:])
     with pytest.raises(CheckpointError, match=r"the bool array at b holds the byte 2"):
         load(ck)
     save(ck, {"b": True})
-    _rewrite(ck, lambda h: None, payload=lambda p: bytes([7]) + p[1:])
+    rewrite_checkpoint(ck, payload=lambda p: bytes([7]) + p[1:])
     with pytest.raises(CheckpointError, match=r"the bool at b holds the byte 7"):
         load(ck)
 
@@ -163,7 +142,7 @@ def test_int4_bytes_with_the_high_nibble_set_are_refused(ck):
     ml_dtypes = pytest.importorskip("ml_dtypes")
     save(ck, {"q": np.array([-1, 7, -8], ml_dtypes.int4)})
     assert np.array_equal(load(ck)["q"], np.array([-1, 7, -8], ml_dtypes.int4))
-    _rewrite(ck, lambda h: None, payload=lambda p: bytes([0x1F]) + p[1:])
+    rewrite_checkpoint(ck, payload=lambda p: bytes([0x1F]) + p[1:])
     with pytest.raises(CheckpointError, match=r"int4 array at q holds the byte 31"):
         load(ck)
 
@@ -279,6 +258,7 @@ def _temp(ck, token, pid, age_s=0.0):
     return tmp
 
 
+@pytest.mark.slow
 def test_save_removes_stale_temporaries_of_dead_writers_only(ck, tmp_path):
     from jaxnet.checkpoint._write import _host_token
 
@@ -316,6 +296,7 @@ jaxnet.save(sys.argv[1], {"w": np.ones(100_000, np.float32)})
 """
 
 
+@pytest.mark.slow
 def test_a_save_killed_mid_write_leaves_a_temporary_the_next_save_removes(ck):
     seen = []
     for _ in range(2):  # each killed save removes the previous one's leftover

@@ -17,7 +17,9 @@ import pytest
 
 from jaxnet import losses
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "seed_single_layer.py"
+pytestmark = pytest.mark.slow
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "seed_single_layer.py"
 
 
 def _load_example():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pathlib
 import tempfile
 
 import jax
@@ -14,10 +13,11 @@ import ml_dtypes
 import numpy as np
 import optax
 import pytest
+from helpers import rewrite_checkpoint
 
 import jaxnet
 from jaxnet._errors import CheckpointError
-from jaxnet.checkpoint._format import MAGIC, _keypath_str
+from jaxnet.checkpoint._format import _keypath_str
 from jaxnet.checkpoint._read import inspect_checkpoint, load, load_with_metadata
 from jaxnet.checkpoint._write import save
 
@@ -79,19 +79,6 @@ def _assert_bit_equal(a, b):
         xa, ya = np.asarray(x), np.asarray(y)
         assert xa.dtype == ya.dtype and xa.shape == ya.shape
         assert xa.tobytes() == ya.tobytes()
-
-
-def _rewrite(path, header_fn=None, *, version=None):
-    """Rebuild a checkpoint with an edited header and a *valid* checksum."""
-    data = pathlib.Path(path).read_bytes()
-    hlen = int.from_bytes(data[12:20], "little")
-    header = json.loads(data[20 : 20 + hlen])
-    payload = data[20 + hlen : -32]
-    text = header_fn(header) if header_fn else json.dumps(header).encode()
-    text += b" " * (-(20 + len(text)) % 64)
-    ver = data[8:12] if version is None else version.to_bytes(4, "little")
-    body = MAGIC + ver + len(text).to_bytes(8, "little") + text + payload
-    pathlib.Path(path).write_bytes(body + hashlib.sha256(body).digest())
 
 
 @pytest.fixture
@@ -424,7 +411,7 @@ class _Thing:
     [
         (np.array([1, "a"], dtype=object), "a/1 is an array of dtype object"),
         ("hello", "a/1 is a builtins.str"),
-        (_Thing(), "a/1 is a test_checkpoint._Thing"),
+        (_Thing(), f"a/1 is a {__name__}._Thing"),
         (2**70, "a/1 is the Python int 1180591620717411303424, outside the int64"),
         (1 + 2j, "a/1 is a builtins.complex"),
     ],
@@ -599,7 +586,7 @@ def test_npz_and_flax_msgpack_are_recognised(tmp_path):
 
 def test_newer_format_version(ck):
     save(ck, {"x": 1})
-    _rewrite(ck, version=2)
+    rewrite_checkpoint(ck, version=2)
     with pytest.raises(CheckpointError) as e:
         load(ck)
     msg = str(e.value)
@@ -645,7 +632,7 @@ def test_any_altered_byte_fails_checksum(ck):
 
 def test_invalid_header_json_with_valid_checksum(ck):
     save(ck, {"x": 1})
-    _rewrite(ck, lambda h: b'{"format": "jaxnet-checkpoint", ')
+    rewrite_checkpoint(ck, text_edit=lambda t: b'{"format": "jaxnet-checkpoint", ')
     with pytest.raises(
         CheckpointError, match="header is invalid: .*not valid UTF-8 JSON"
     ):
@@ -671,12 +658,7 @@ def test_invalid_header_json_with_valid_checksum(ck):
 )
 def test_defensive_header_checks(ck, edit, expect):
     save(ck, {"w": jnp.ones(4, jnp.float32)})
-
-    def rewrite(h):
-        edit(h)
-        return json.dumps(h).encode()
-
-    _rewrite(ck, rewrite)
+    rewrite_checkpoint(ck, edit)
     with pytest.raises(CheckpointError, match="header is invalid") as e:
         load(ck)
     assert expect in str(e.value)
@@ -690,9 +672,8 @@ def test_leaves_must_tile_the_payload(ck):
     def overlap(h):
         for rec in h["leaves"]:
             rec["offset"] = 0
-        return json.dumps(h).encode()
 
-    _rewrite(ck, overlap)
+    rewrite_checkpoint(ck, overlap)
     with pytest.raises(CheckpointError, match=r"starts at payload byte 0.*no overlap"):
         load(ck)
     save(ck, {"a": jnp.ones(16, jnp.float32), "b": jnp.ones(16, jnp.float32)})
@@ -700,9 +681,10 @@ def test_leaves_must_tile_the_payload(ck):
     def gap(h):
         h["leaves"][1]["offset"] += 64
         h["payload_nbytes"] += 64
-        return json.dumps(h).encode()
 
-    _rewrite(ck, gap)  # the payload itself is one leaf short of the gap: refused
+    rewrite_checkpoint(
+        ck, gap
+    )  # the payload itself is one leaf short of the gap: refused
     with pytest.raises(CheckpointError, match="header is invalid"):
         load(ck)
 
@@ -722,12 +704,7 @@ def test_non_regular_files_are_refused_before_reading(tmp_path):
 
 def test_unknown_key_impl_is_a_clear_error(ck):
     save(ck, {"k": jax.random.key(0)})
-    _rewrite(
-        ck,
-        lambda h: json.dumps(
-            {**h, "leaves": [{**h["leaves"][0], "key_impl": "no_such_impl"}]}
-        ).encode(),
-    )
+    rewrite_checkpoint(ck, lambda h: h["leaves"][0].update(key_impl="no_such_impl"))
     assert inspect_checkpoint(ck)["leaves"][0]["key_impl"] == "no_such_impl"
     with pytest.raises(CheckpointError, match="'no_such_impl'.*cannot rebuild"):
         load(ck)

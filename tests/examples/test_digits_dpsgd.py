@@ -14,9 +14,11 @@ import pytest
 
 from jaxnet.testing import tolerance
 
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("sklearn")
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "examples" / "digits_dpsgd.py"
+SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "examples" / "digits_dpsgd.py"
 
 
 def _example():

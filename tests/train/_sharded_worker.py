@@ -1,4 +1,4 @@
-"""Run by tests/test_parallel.py in a subprocess with 8 simulated CPU devices.
+"""Run by tests/train/test_parallel.py in a subprocess with 8 simulated CPU devices.
 
 ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` must be set before JAX is
 imported, so this cannot run inside the pytest process. Every scenario trains the

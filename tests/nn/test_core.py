@@ -75,6 +75,7 @@ def _mlp():
     )
 
 
+@pytest.mark.slow
 def test_dense_init_same_values_eager_jit_vmap_and_as_before():
     model = _mlp()
     key = jax.random.key(0)

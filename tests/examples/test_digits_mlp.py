@@ -13,9 +13,11 @@ import pytest
 
 import jaxnet
 
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("sklearn")
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "examples" / "digits_mlp.py"
+SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "examples" / "digits_mlp.py"
 
 
 def _example():

@@ -138,6 +138,7 @@ def test_train_updates_eval_uses_running_statistics():
     )
 
 
+@pytest.mark.slow
 def test_jit_vmap_and_scan():
     model = _model()
     _, params = model.init(jax.random.key(0), (None, 4))
@@ -185,6 +186,7 @@ def test_jit_vmap_and_scan():
         assert_leaves_close(out[i], one, F32)
 
 
+@pytest.mark.slow
 def test_analytic_value_and_grad_with_state_matches_jax():
     with jax.enable_x64(True):
         model = jaxnet.serial(

@@ -1,6 +1,6 @@
 """Stack (blocks scanned over stacked parameters) and remat.
 
-The layer battery (tests/test_layers.py and friends, via the registry) already checks
+The layer battery (tests/nn/test_layers.py and friends, via the registry) already checks
 Stack and remat like every layer: analytic backward vs jax.grad vs complex step, jit,
 vmap, dtypes. Here: that a Stack *is* the serial composition of its blocks, that every
 block gets its own parameters and key, the unrolled and rematerialised variants, and
@@ -48,6 +48,7 @@ def _serial_equivalent(params, key):
     return apply, sliced
 
 
+@pytest.mark.slow
 def test_stack_is_the_serial_composition_of_its_blocks():
     stack, params, x = _setup()
     key = jax.random.key(2)
@@ -69,6 +70,7 @@ def test_stack_is_the_serial_composition_of_its_blocks():
         )
 
 
+@pytest.mark.slow
 def test_every_block_has_its_own_params_and_dropout_key():
     stack, params, x = _setup()
     w = params["mlp"]["dense_1"]["w"]
@@ -93,6 +95,7 @@ def test_every_block_has_its_own_params_and_dropout_key():
     assert not np.allclose(ref, shared)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kw", [{"unroll": True}, {"remat": True}, {"remat": "dots_saveable"}]
 )
@@ -112,6 +115,7 @@ def test_unrolled_and_rematerialised_stacks_give_the_same_numbers(kw):
     )
 
 
+@pytest.mark.slow
 def test_analytic_backward_matches_autodiff_with_dropout():
     stack, params, x = _setup(remat=True)
     key = jax.random.key(5)
@@ -126,6 +130,7 @@ def test_analytic_backward_matches_autodiff_with_dropout():
     assert_leaves_close(hand, ref, TOL)
 
 
+@pytest.mark.slow
 def test_scan_compiles_the_block_once():
     """The scanned program holds one copy of the block; the unrolled one holds N."""
     x = jnp.ones((2, 5, 8), jnp.float32)
@@ -140,6 +145,7 @@ def test_scan_compiles_the_block_once():
     assert counts[False] == per_block
 
 
+@pytest.mark.slow
 def test_remat_lowers_the_saved_activations():
     """jax.checkpoint keeps fewer residuals: XLA's temp memory for the gradient drops."""
     x = jnp.ones((4, 64, 32), jnp.float32)

@@ -1,6 +1,6 @@
 """Exact resume: a fit() run SIGKILLed mid-run and restarted ends bit-identical.
 
-The kill test runs ``tests/_resume_worker.py`` in real subprocesses: one uninterrupted
+The kill test runs ``tests/train/_resume_worker.py`` in real subprocesses: one uninterrupted
 reference run, and one run killed twice with SIGKILL at arbitrary points (after its
 first and after a later checkpoint, plus a seeded random delay) and then restarted to
 completion. The model has Dropout (a key per step) and BatchNorm (model state), and
@@ -143,6 +143,7 @@ def _payload(path: pathlib.Path) -> bytes:
     return data[20 + header_len : -32]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_is_bit_identical(tmp_path, reap):
     rng = random.Random(20260101)
     ref_dir, run_dir = tmp_path / "reference", tmp_path / "killed"
@@ -195,6 +196,7 @@ def standard_promotion():
         yield
 
 
+@pytest.mark.slow
 def test_failed_checkpoint_write_keeps_the_previous_one(
     tmp_path, monkeypatch, standard_promotion
 ):

@@ -53,6 +53,7 @@ def _grads(layer, params, x, g, **kw):
     return jax.jit(jax.grad(f, (0, 1)))(params, x)
 
 
+@pytest.mark.slow
 def test_grad_is_the_hand_written_backward_with_dropout_and_mask():
     """A transformer block in training mode (dropout key) with an array mask option:
     jax.grad through hand_grad equals jaxnet.analytic.vjp (the same computation) and
@@ -94,6 +95,7 @@ def test_runs_the_hand_written_backward_not_autodiff():
     )
 
 
+@pytest.mark.slow
 def test_integer_inputs_get_no_cotangent():
     """Token ids (an Embedding first) have no float cotangent; the params' gradient
     equals plain autodiff."""
@@ -111,6 +113,7 @@ def test_integer_inputs_get_no_cotangent():
     assert_trees_close(grad(fast), grad(model), F64, "Embedding model")
 
 
+@pytest.mark.slow
 def test_vmap_remat_and_stack():
     """Per-example gradients under vmap; remat(hand_grad(block)) and
     Stack(hand_grad(block), 2) give plain autodiff's gradients."""
@@ -138,6 +141,7 @@ def test_vmap_remat_and_stack():
     )
 
 
+@pytest.mark.slow
 def test_hessian_vector_products_work_forward_mode_raises():
     """Hessian-vector products (forward over reverse and reverse over reverse,
     through the backward's own operations) equal plain autodiff's; jax.jvp through the custom_vjp raises, the

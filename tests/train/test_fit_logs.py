@@ -140,6 +140,7 @@ def test_on_a_terminal_the_display_is_live():
     assert "8/8" in text  # the bar counts the run's steps
 
 
+@pytest.mark.slow
 def test_nohup_log_file_is_readable(tmp_path):
     """The run of the issue: ``nohup python train.py > log 2>&1``. The log holds
     readable lines, no control characters."""

@@ -23,7 +23,9 @@ from _settings import jax_settings
 
 import jaxnet
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "tiny_gpt.py"
 STEPS = 24
 TINY = (

@@ -88,6 +88,7 @@ def test_direction_count_follows_noise_and_power():
 # ------------------------------------------------------ injected scale errors
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "method, caught, missed",
     [("central", [1e-2, 1e-4, 1e-6], []), ("complex", [1e-6, 1e-8, 1e-10], [])],
@@ -333,6 +334,7 @@ def test_forward_mode_and_the_transpose_identity():
         check_grads(_loss(_scaled(), x, c), params, modes=("rev", "fwd"))
 
 
+@pytest.mark.slow
 def test_wrong_custom_jvp_fails_check_jvp_and_check_vjp():
     @jax.custom_jvp
     def softplus(x):
@@ -382,6 +384,7 @@ def test_check_vjp_rows_and_structure():
     ]
 
 
+@pytest.mark.slow
 def test_jaxnet_custom_rules_pass_check_jvp_and_check_vjp():
     x = jax.random.normal(jax.random.key(0), (3, 8), F64)
     for layer in (jaxnet.LayerNorm(), jaxnet.RMSNorm()):
@@ -396,6 +399,7 @@ def test_jaxnet_custom_rules_pass_check_jvp_and_check_vjp():
     assert report.ok, report
 
 
+@pytest.mark.slow
 def test_hvp_rows_and_a_wrong_second_derivative():
     params, x, c = _point(n_in=40, n_out=70)
     report = check_grads(_loss(_scaled(), x, c), params, order=2)
@@ -477,6 +481,7 @@ def _scaled_tanh(bad: bool) -> jaxnet.Layer:
     return jaxnet.Layer("scaled_tanh", init, apply, backward, "ScaledTanh()")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["float32", "float64"])
 def test_check_model_names_the_faulty_middle_layer(dtype):
     def model(bad):
@@ -497,6 +502,7 @@ def test_check_model_names_the_faulty_middle_layer(dtype):
     assert {r.path for r in rows} == {"x"} and "blame scaled_tanh_1" in str(bad)
 
 
+@pytest.mark.slow
 def test_check_model_on_a_transformer_block_with_dropout():
     block = jaxnet.TransformerBlock(2, 8, mlp_ratio=2, causal=True, drop_rate=0.1)
     _, params = block.init(jax.random.key(0), (None, 4, 8))
@@ -546,6 +552,7 @@ def test_jaxnet_check_only_without_a_match_names_close_cases():
         main(["check", "--only", "Densee"])
 
 
+@pytest.mark.slow
 def test_jaxnet_check_in_process_leaves_the_callers_precision_alone():
     """``main(["check"])`` once switched float64 on for the whole process (a global
     ``jax.config.update``), and every later float32 doctest in that worker printed

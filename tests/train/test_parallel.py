@@ -1,8 +1,8 @@
 """Data parallelism: 8 simulated devices, 2 real processes, placement rules, errors.
 
 Multi-device runs need ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before
-JAX is imported, so they run in subprocesses (tests/_sharded_worker.py,
-tests/_multihost_worker.py); the pytest process itself has one CPU device.
+JAX is imported, so they run in subprocesses (tests/train/_sharded_worker.py,
+tests/train/_multihost_worker.py); the pytest process itself has one CPU device.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import pytest
 
 import jaxnet
 from jaxnet.testing import tolerance
+
+pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).parent
 F32 = tolerance(jnp.float32)

@@ -8,9 +8,11 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("sklearn")
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "examples" / "digits_cnn.py"
+SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "examples" / "digits_cnn.py"
 
 
 def test_digits_cnn_reaches_97_percent(tmp_path):

@@ -48,6 +48,7 @@ def _init(model, x, seed=1):
 # ------------------------------------------------------------------ make_train_step
 
 
+@pytest.mark.slow
 def test_sgd_step_is_params_minus_lr_grad():
     model = _mlp()
     x, y = _data()
@@ -67,6 +68,7 @@ def test_sgd_step_is_params_minus_lr_grad():
     assert float(m["grad_norm"]) == pytest.approx(norm, rel=1e-12)
 
 
+@pytest.mark.slow
 def test_analytic_gradients_match_autodiff_step():
     model = _mlp()
     x, y = _data()
@@ -280,6 +282,7 @@ def test_accuracy_variants():
 # ------------------------------------------------------------------ train_scan
 
 
+@pytest.mark.slow
 def test_train_scan_equals_a_python_loop_of_the_same_steps():
     model = jaxnet.serial(
         jaxnet.Dense(8), jaxnet.Relu(), jaxnet.Dropout(0.25), jaxnet.Dense(3)
@@ -350,6 +353,7 @@ def _fit(**kw):
     return jaxnet.fit(_mlp(), XENT, kw.pop("opt", optax.adam(0.05)), (x, y), **args)
 
 
+@pytest.mark.slow
 def test_fit_history_is_plain_data_and_deterministic():
     x, y = _data(n=64)
     a = _fit(validation_data=(x[:20], y[:20]), metrics={"accuracy": jaxnet.accuracy})
@@ -505,6 +509,7 @@ def test_fit_early_stopping_restores_the_best_epoch():
         _fit(epochs=1, early_stopping=jaxnet.EarlyStopping(monitor="val_loss"))
 
 
+@pytest.mark.slow
 def test_fit_resumes_from_its_checkpoint(tmp_path):
     path = tmp_path / "run.jnc"
     straight = _fit(epochs=4)
@@ -547,6 +552,7 @@ def test_fit_trains_a_stateful_model_in_bfloat16():
     }
 
 
+@pytest.mark.slow
 def test_loops_run_under_strict_promotion_with_x64():
     """The library's own loops mix no dtypes (optax.sgd does not either)."""
     with jax.numpy_dtype_promotion("strict"):

@@ -79,6 +79,7 @@ def gru_params():
     return _random_params(jaxnet.GRUCell(H), ((None, H), (None, F)), seed=5)
 
 
+@pytest.mark.slow
 def test_flax_param_names_match_the_copy(lstm_params, gru_params):
     """The copy fills exactly Flax's own parameter tree (same names and shapes)."""
     x = jnp.zeros((B, F), F32)
@@ -116,6 +117,7 @@ def test_initial_carry_is_flax_zeros():
         assert all(not np.any(a) for a in jax.tree.leaves(theirs))
 
 
+@pytest.mark.slow
 def test_sequences_equal_flax_rnn(lstm_params, gru_params):
     """Whole sequences, forward LSTM, reversed GRU and Bidirectional, vs flax.linen."""
     x = _x((B, 5, F))

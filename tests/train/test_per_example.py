@@ -58,6 +58,7 @@ def loop_grads(model, params, x, y, keys=None, train=False):
     return jnp.stack(values), jax.tree.map(lambda *a: jnp.stack(a), *rows)
 
 
+@pytest.mark.slow
 def test_per_example_grads_equal_a_loop_of_grad():
     model = mlp()
     x, y = data()
@@ -81,6 +82,7 @@ def test_per_example_grads_equal_a_loop_of_grad():
     assert_trees_close(jax.tree.map(lambda g: g.mean(0), got_g), batch, TOL, "mean")
 
 
+@pytest.mark.slow
 def test_each_example_gets_its_own_dropout_key():
     model = mlp(drop_rate=0.5)
     x, y = data(1)
@@ -110,6 +112,7 @@ def clip(tree, c):
     return jax.tree.map(lambda a: a * jnp.minimum(1.0, c / norm), tree)
 
 
+@pytest.mark.slow
 def test_dpsgd_step_clips_each_example_then_averages():
     """DP-SGD used to fail in Optax ("expects grads to have a batch
     dimension"); with per_example=True it gets them. Noise 0: the update is exactly
@@ -177,6 +180,7 @@ def test_optimizer_that_does_not_aggregate_is_refused():
         )
 
 
+@pytest.mark.slow
 def test_benchmark_case_agrees_with_the_batch_gradient_and_clips():
     """The bench case ``per_example_b32``: every implementation passes the harness's
     agreement gate against the batch gradient (the clip never binds there), and the

@@ -11,7 +11,7 @@ kill the run at an arbitrary point; the math is the same with or without it. Eac
 progress write also prints ``PROGRESS <line>`` on stdout (flushed), and the end of the
 run prints ``RESUMED_FROM <epoch>`` and ``STEP <step>``.
 
-Usage: ``python tests/_resume_worker.py CHECKPOINT OUT [--epochs E] [--slow S]``.
+Usage: ``python tests/train/_resume_worker.py CHECKPOINT OUT [--epochs E] [--slow S]``.
 """
 
 from __future__ import annotations

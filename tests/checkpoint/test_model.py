@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 import pytest
-from test_checkpoint_hardening import _rewrite
+from helpers import rewrite_checkpoint
 
 import jaxnet
 
@@ -67,7 +67,7 @@ def test_a_crafted_model_entry_is_refused(tmp_path):
     def edit(h):
         h["model"] = {"eval": "__import__('os')"}
 
-    _rewrite(ck, edit)
+    rewrite_checkpoint(ck, edit)
     with pytest.raises(jaxnet.CheckpointError, match="'model' .* is not a string"):
         jaxnet.inspect_checkpoint(ck)
 

@@ -1,4 +1,4 @@
-"""One process of the multi-host test in tests/test_parallel.py.
+"""One process of the multi-host test in tests/train/test_parallel.py.
 
 Usage: ``python _multihost_worker.py OUT NUM_PROCESSES PROCESS_ID PORT LOCAL_DEVICES``.
 With ``NUM_PROCESSES = 1`` it is the single-process reference run (no distributed

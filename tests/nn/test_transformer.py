@@ -26,6 +26,7 @@ def test_causal_block_ignores_the_future_and_dropout_needs_a_key():
     assert not np.allclose(a, y)
 
 
+@pytest.mark.slow
 def test_hand_written_gradient_with_dropout_and_padding_mask_float64():
     with jax.enable_x64(True):
         block = jaxnet.TransformerBlock(2, 4, drop_rate=0.2, dtype=jnp.float64)
