@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ._report import fmt_range, md_table
+from ._format import fmt_range, md_table
 from ._runner import (
     AGREEMENT_FACTOR,
     RefusedToTime,

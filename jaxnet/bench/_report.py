@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
 from typing import Any
 
+from . import deep
 from ._case import MATMULS
+from ._format import fmt_range, md_table, mib, ms
 from ._peak import fmt_fraction, fraction_status, peak_line
 
 SEED_CASE = "seed_logreg_2x100_e100"
@@ -22,44 +23,6 @@ PEERS_CASE = "peers"
 DEEP_CASE = "deep"
 #: Timed functions that are not extra implementations of the step.
 _NOT_EXTRAS = ("forward", "autodiff", "hand", "raw", MATMULS)
-
-
-def _ms(t: dict[str, float] | None) -> str:
-    return "" if t is None else f"{t['median'] * 1e3:.3f}"
-
-
-def fmt_range(
-    r: dict[str, float] | None, fmt: str = ".2f", *, scale: float = 1.0
-) -> str:
-    """``"median (min-max)"`` of a summary, each value times ``scale``; "" for None.
-
-    Example:
-      >>> fmt_range({"median": 0.002, "min": 0.001, "max": 0.003}, ".1f", scale=1e3)
-      '2.0 (1.0-3.0)'
-    """
-    if r is None:
-        return ""
-    m, lo, hi = (r[k] * scale for k in ("median", "min", "max"))
-    return f"{m:{fmt}} ({lo:{fmt}}-{hi:{fmt}})"
-
-
-def _mib(b: int | None) -> str:
-    return "" if b is None else f"{b / 2**20:.2f}"
-
-
-def md_table(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A markdown table: the header, the separator, one line per row.
-
-    Example:
-      >>> print(md_table(["a", "b"], [[1, ""], ["x", 2.5]]))
-      | a | b |
-      |---|---|
-      | 1 |  |
-      | x | 2.5 |
-    """
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _is_case_row(row: dict[str, Any]) -> bool:
@@ -94,7 +57,7 @@ def case_table(rows: list[dict[str, Any]]) -> str:
         t, rat, mem = r["time_s"], r["ratios"], r.get("memory", {})
         frac = r.get("fraction_of_peak", {}).get("autodiff")
         peak_mem = " / ".join(
-            _mib(mem.get(k, {}).get("peak_bytes"))
+            mib(mem.get(k, {}).get("peak_bytes"))
             for k in ("autodiff", "hand")
             if k in mem
         )
@@ -104,10 +67,10 @@ def case_table(rows: list[dict[str, Any]]) -> str:
         worst = max(diffs.values()) if diffs else None
         cells = [
             label,
-            _ms(t.get("forward")),
-            _ms(t.get("autodiff")),
-            _ms(t.get("hand")),
-            _ms(t.get("raw")),
+            ms(t.get("forward")),
+            ms(t.get("autodiff")),
+            ms(t.get("hand")),
+            ms(t.get("raw")),
             fmt_range(rat.get("autodiff/hand"), ".3f"),
             fmt_range(rat.get("autodiff/raw"), ".3f"),
             fmt_range(rat.get("grad/forward"), ".2f"),
@@ -159,7 +122,7 @@ def matmul_table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             [
                 r["case"],
-                _ms(r["time_s"][MATMULS]),
+                ms(r["time_s"][MATMULS]),
                 f"{g[MATMULS]['median']:.1f}",
                 pct(MATMULS),
                 f"{g['autodiff']['median']:.1f}",
@@ -197,10 +160,10 @@ def extras_table(rows: list[dict[str, Any]]) -> str:
                 [
                     r["case"],
                     k,
-                    _ms(r["time_s"][k]),
+                    ms(r["time_s"][k]),
                     fmt_range(r["ratios"].get(f"{k}/autodiff"), ".3f"),
-                    _mib(mem.get(k, {}).get("peak_bytes")),
-                    _mib(mem.get("autodiff", {}).get("peak_bytes")),
+                    mib(mem.get(k, {}).get("peak_bytes")),
+                    mib(mem.get("autodiff", {}).get("peak_bytes")),
                 ]
             )
     if not lines:
@@ -336,9 +299,7 @@ def deep_table(rows: list[dict[str, Any]]) -> str:
     """
     if not any(r.get("case") == DEEP_CASE and "compile" in r for r in rows):
         return ""
-    from .deep import deep_table as table
-
-    return table(rows)
+    return deep.deep_table(rows)
 
 
 def markdown(
@@ -476,9 +437,7 @@ def _plots(out_dir: str, rows: list[dict[str, Any]]) -> list[str]:
         plt.close(fig)
         written.append(path)
     if any(r.get("case") == DEEP_CASE and "compile" in r for r in rows):
-        from .deep import plot_compile
-
-        written += plot_compile(rows, out_dir)
+        written += deep.plot_compile(rows, out_dir)
     return written
 
 

@@ -62,7 +62,7 @@ import numpy as np
 
 import jaxnet
 
-from ._report import fmt_range, md_table
+from ._format import fmt_range, md_table
 from ._runner import RefusedToTime, environment, xla_memory
 from ._timing import compile_times, paired, ratios, summary
 

@@ -67,7 +67,7 @@ import jaxnet
 from jaxnet import losses
 from jaxnet.testing import check_grads
 
-from ._report import md_table
+from ._format import md_table
 
 NAME = "verify"
 _JSON_TAG = "VERIFY_JSON "
