@@ -102,7 +102,7 @@ def value_and_grad(
     loss: Callable[..., Array],
     *,
     reduction: str = "mean",
-) -> Callable[..., tuple[Array, Params]]:
+) -> Callable[..., tuple[Any, Params]]:
     """A hand-written ``value_and_grad`` of ``reduce(loss(model(params, x), y))``.
 
     The loss's VJP seeds the cotangent (``1/n`` per example for ``"mean"``, ``1`` for
@@ -146,7 +146,7 @@ def value_and_grad(
         *,
         key: PRNGKey | None = None,
         **options: Any,
-    ) -> tuple[Array, Params]:
+    ) -> tuple[Any, Params]:  # (value, grads); ((value, state), grads) when stateful
         y = model.apply(params, x, key=key, **options)
         new_state = None
         if model.stateful:

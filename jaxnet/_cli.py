@@ -134,8 +134,8 @@ def _run_check(args: argparse.Namespace) -> int:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     print(fmt.format(*head).rstrip())
-    for r in rows:
-        print(fmt.format(*r).rstrip())
+    for line in rows:
+        print(fmt.format(*line).rstrip())
     an = tolerance_of(dtype)
     print(
         "\nmax rel error per leaf: ad~analytic elementwise, |a - r| / (|r| + atol/rtol) "

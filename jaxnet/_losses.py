@@ -11,6 +11,7 @@ the cotangent ``g`` of the per-example loss (for a mean over a batch of n, ``g =
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -354,7 +355,7 @@ def l2_penalty(params: Params) -> Array:
     leaves = jax.tree.leaves(params)
     if not leaves:
         return jnp.zeros(())
-    return sum(0.5 * jnp.sum(jnp.square(leaf)) for leaf in leaves)
+    return functools.reduce(jnp.add, (0.5 * jnp.sum(jnp.square(p)) for p in leaves))
 
 
 def l2_penalty_vjp(params: Params, g: Array) -> Params:

@@ -50,3 +50,22 @@ BackwardFn = Callable[
 ]
 #: ``init_state(input_shape) -> (output_shape, state)`` of a stateful layer.
 InitStateFn = Callable[[ShapeTree], tuple[ShapeTree, Params]]
+
+
+def same_structure(
+    a: Any, b: Any, is_leaf: Callable[[Any], bool] | None = None
+) -> bool:
+    """Whether pytrees ``a`` and ``b`` have the same structure (equal ``PyTreeDef``).
+
+    One place for the comparison: jax's type stubs leave ``PyTreeDef`` unresolved for
+    mypy, which then refuses ``==`` between two of them.
+
+    Examples:
+      >>> same_structure({"w": 1, "b": 2}, {"b": 0.0, "w": 0.0})
+      True
+      >>> same_structure((1, 2), [1, 2])
+      False
+    """
+    ta: Any = jax.tree.structure(a, is_leaf=is_leaf)
+    tb: Any = jax.tree.structure(b, is_leaf=is_leaf)
+    return bool(ta == tb)

@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from .._types import same_structure
 from ._format import fmt_range, md_table
 from ._runner import (
     AGREEMENT_FACTOR,
@@ -58,7 +59,7 @@ def _disagreement(
     """
     pg, tg = jax.tree_util.tree_flatten_with_path(got)
     pr, tr = jax.tree_util.tree_flatten_with_path(ref)
-    if tg != tr:
+    if not same_structure(got, ref):
         raise RefusedToTime(f"its output tree is {tg}, the reference's is {tr}")
     worst, detail = 0.0, ""
     for (path, x), (_, r) in zip(pg, pr, strict=True):
@@ -255,7 +256,10 @@ def compare(
             f"functions {list(fns)}."
         )
     args = tuple(args) if isinstance(args, tuple | list) else (args,)
-    compiled, comp, xfl, mem = {}, {}, {}, {}
+    compiled: dict[str, Callable[..., Any]] = {}
+    comp: dict[str, tuple[float | None, float | None]] = {}
+    xfl: dict[str, float | None] = {}
+    mem: dict[str, int | None] = {}
     for k, f in fns.items():  # compiled first, so trace and compile are timed cold
         if jit:
             c, t_trace, t_compile = compile_times(f, *args)

@@ -4,7 +4,9 @@ Cases (``--case``, repeatable: a case name, a family, ``seed`` or ``all``):
 
 * ``dense``: softmax regression ``Dense(10)`` on 784 inputs, batch 128 and 1024.
 * ``mlp``: the MLP 784-512-512-10 (ReLU), batch 128 and 1024.
-* whatever :mod:`jaxnet.bench.cases_layers` adds, when present.
+* the per-layer cases (``layers``: ``layernorm``, ``layernorm_dx``, ``mha``,
+  ``gpt_block``, ``conv2d``, ``lstm``), one module per layer family in
+  :mod:`jaxnet.bench.cases`.
 * ``peers``: the MLP 784-512-512-10 as jaxnet vs raw JAX vs Flax NNX, Equinox and
   PyTorch eager (each where importable), batch 1, 128 and 1024, plus first-call
   compile and fresh-process build + init times; see ``jaxnet/bench/peers.py``. Not in
@@ -255,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == SEED:
             _progress(f"{tag} ...")
             t = time.perf_counter()
-            row = seed_case(**({"repeats": 9, "min_time": 0.02} if args.quick else {}))
+            row = seed_case(repeats=9, min_time=0.02) if args.quick else seed_case()
             rows.append(_tag({**env, **row}, env, "float32"))
             _progress(f"{tag} done in {time.perf_counter() - t:.1f} s")
             continue

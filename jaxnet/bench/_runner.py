@@ -29,6 +29,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from .._types import same_structure
 from ._case import MATMULS, Case
 from ._timing import compile_times, paired, ratios, summary
 
@@ -38,6 +39,18 @@ AGREEMENT_FACTOR = 10.0
 
 class RefusedToTime(ValueError):
     """An implementation's gradient disagrees with autodiff's: the case is not timed."""
+
+
+def _ratio(measured: float | None, declared: float | None) -> float | None:
+    """XLA's FLOP count over the case's declared count; ``None`` if either is unknown
+    (or zero)."""
+    return measured / declared if measured and declared else None
+
+
+def jax_option(name: str) -> Any:
+    """The value of jax's configuration option ``name`` (``jax.config.<name>``, which
+    jax's type stubs do not declare)."""
+    return getattr(jax.config, name)
 
 
 def _cpu_model() -> str:
@@ -85,7 +98,7 @@ def environment() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "numpy": np.__version__,
         "platform": platform.platform(),
-        "x64": bool(jax.config.jax_enable_x64),
+        "x64": bool(jax_option("jax_enable_x64")),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
 
@@ -105,7 +118,7 @@ def max_rel_diff(a: Any, b: Any) -> float:
     """
     la, ta = jax.tree.flatten(a)
     lb, tb = jax.tree.flatten(b)
-    if ta != tb:
+    if not same_structure(a, b):
         raise RefusedToTime(
             f"max_rel_diff: gradient trees differ: expected {tb}, got {ta}. Map the "
             "implementation's gradient into jaxnet's parameter layout."
@@ -234,9 +247,9 @@ def xla_flops(compiled: Any, keys: tuple[str, ...] = ("flops",)) -> float | None
         return None
     if isinstance(cost, dict):
         cost = [cost]
-    total = [c.get(k) for c in cost if isinstance(c, dict) for k in keys]
-    total = [float(f) for f in total if f is not None]
-    return sum(total) if total else None
+    found = [c.get(k) for c in cost if isinstance(c, dict) for k in keys]
+    values = [float(f) for f in found if f is not None]
+    return sum(values) if values else None
 
 
 def xla_memory(compiled: Any) -> dict[str, int | None]:
@@ -343,10 +356,7 @@ def run_case(
         if peak_gflops:
             frac[name] = {k: v / peak_gflops for k, v in g.items()}
     flops_check = {
-        name: (xflops[name] / case.flops[_flops_key(name)])
-        if xflops[name] and case.flops.get(_flops_key(name))
-        else None
-        for name in fns_src
+        name: _ratio(xflops[name], case.flops.get(_flops_key(name))) for name in fns_src
     }
     return {
         **environment(),

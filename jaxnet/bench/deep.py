@@ -63,7 +63,7 @@ import numpy as np
 import jaxnet
 
 from ._format import fmt_range, md_table
-from ._runner import RefusedToTime, environment, xla_memory
+from ._runner import RefusedToTime, environment, jax_option, xla_memory
 from ._timing import compile_times, paired, ratios, summary
 
 NAME = "deep"
@@ -177,8 +177,8 @@ def persistent_cache() -> dict[str, Any]:
     ``enabled`` is True when a cache directory is set and the cache is not switched
     off (``jax_enable_compilation_cache``): then compiles may be read from disk.
     """
-    cache_dir = jax.config.jax_compilation_cache_dir
-    on = bool(jax.config.jax_enable_compilation_cache)
+    cache_dir = jax_option("jax_compilation_cache_dir")
+    on = bool(jax_option("jax_enable_compilation_cache"))
     return {"dir": cache_dir, "enabled": cache_dir is not None and on}
 
 

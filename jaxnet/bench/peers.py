@@ -1,10 +1,10 @@
 """Peers: the MLP 784-512-512-10 in jaxnet, raw JAX, Flax NNX, Equinox and PyTorch.
 
-The model of :mod:`jaxnet.bench.cases_mlp` (``Dense(512) Relu Dense(512) Relu
+The model of :mod:`jaxnet.bench.cases.mlp` (``Dense(512) Relu Dense(512) Relu
 Dense(10)``, softmax cross-entropy with integer labels, mean over the batch, SGD lr
 0.01, float32), written five ways:
 
-* ``jaxnet``: ``jax.jit`` of the ``autodiff`` step of :mod:`jaxnet.bench.cases_mlp`;
+* ``jaxnet``: ``jax.jit`` of the ``autodiff`` step of :mod:`jaxnet.bench.cases.mlp`;
 * ``raw``: ``jax.jit`` of its raw-JAX step (``x @ w + b``, ``jax.nn``), the reference;
 * ``flax_nnx``: ``nnx.Linear`` layers, ``nnx.value_and_grad``,
   ``nnx.Optimizer(model, optax.sgd(lr), wrt=nnx.Param)``, the step under ``nnx.jit``;
@@ -69,7 +69,7 @@ import numpy as np
 
 from ._runner import RefusedToTime, _threads, allclose_ratio, environment
 from ._timing import compile_times, paired, ratios, summary
-from .cases_mlp import CLASSES, IN_DIM, LR, MLP_HIDDEN, mlp
+from .cases.mlp import CLASSES, IN_DIM, LR, MLP_HIDDEN, mlp
 
 NAME = "peers"
 DIMS = (IN_DIM, *MLP_HIDDEN, CLASSES)
@@ -294,8 +294,8 @@ def torch_peer(params: Any, x: Any, y: Any) -> Peer:
     torch.set_num_threads(_threads() or 1)
     keys = layer_keys()
     mods: list[Any] = []
-    for i, (k, n) in enumerate(zip(DIMS[:-1], DIMS[1:])):
-        mods.append(torch.nn.Linear(k, n))
+    for i, (fan_in, fan_out) in enumerate(zip(DIMS[:-1], DIMS[1:])):
+        mods.append(torch.nn.Linear(fan_in, fan_out))
         if i < len(DIMS) - 2:
             mods.append(torch.nn.ReLU())
     model = torch.nn.Sequential(*mods)
@@ -349,7 +349,7 @@ def build(
 
     Returns:
       ``({name: (step, read)}, (params, x, y))``: the peers and jaxnet's initial
-      parameters and data (those of :mod:`jaxnet.bench.cases_mlp`).
+      parameters and data (those of :mod:`jaxnet.bench.cases.mlp`).
     """
     case = mlp(batch)(False)
     params, x, y = case.args

@@ -104,8 +104,9 @@ def numpy_train(
     return w, b
 
 
-def _torch_train() -> Callable[..., tuple[np.ndarray, np.ndarray]] | None:
-    """A PyTorch eager trainer, or ``None`` when ``torch`` is not importable."""
+def _torch_train() -> Callable[..., tuple[Any, Any]] | None:
+    """A PyTorch eager trainer (returning torch tensors), or ``None`` when ``torch`` is
+    not importable."""
     try:
         import torch
     except ImportError:

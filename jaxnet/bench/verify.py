@@ -68,6 +68,7 @@ from jaxnet import losses
 from jaxnet.testing import check_grads
 
 from ._format import md_table
+from ._runner import jax_option
 
 NAME = "verify"
 _JSON_TAG = "VERIFY_JSON "
@@ -183,9 +184,9 @@ def compile_seconds() -> Iterator[list[float]]:
     """
     total = [0.0]
 
-    def listener(event: str, duration: float, **_: Any) -> None:
+    def listener(event: str, duration_secs: float, **_: str | int) -> None:
         if event in _COMPILE_EVENTS:
-            total[0] += duration
+            total[0] += duration_secs
 
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:
@@ -397,6 +398,7 @@ def gpt_problem(
 
 def gpt_target(cfg: Config, say: Callable[[str], None]) -> dict[str, Any]:
     """Target 2: the tiny GPT, rev + fwd, the token ids outside ``argnums``."""
+    assert cfg.gpt is not None  # the caller skips target 2 without a GPT
     loss, params, x, y = gpt_problem(cfg)
     say(f"  tiny GPT {cfg.gpt}, {n_params(params)} parameters ...")
     run = timed_check(loss, params, x, y, argnums=0, modes=("rev", "fwd"))
@@ -441,9 +443,11 @@ def scaled_grad(
     """``f`` whose reverse-mode gradient of leaf ``key`` is scaled by ``1 + e``."""
     grad = jax.grad(f)
 
-    @jax.custom_vjp
-    def h(p: Any) -> jax.Array:
+    def scaled(p: Any) -> jax.Array:
         return f(p)
+
+    scaled.__name__ = f"f_{key}_scaled_{e:g}"  # custom_vjp takes the wrapped name
+    h = jax.custom_vjp(scaled)
 
     def fwd(p: Any) -> tuple[jax.Array, Any]:
         return f(p), p
@@ -454,7 +458,6 @@ def scaled_grad(
         return (jax.tree.map(lambda a: ct * a, g),)
 
     h.defvjp(fwd, bwd)
-    h.__name__ = f"f_{key}_scaled_{e:g}"
     return h
 
 
@@ -1168,7 +1171,7 @@ def verify_case(
         "config": dataclasses.asdict(cfg),
         "dtype": "float64 (float32 in target 4)",
         "x64": True,
-        "persistent_cache": jax.config.jax_compilation_cache_dir,
+        "persistent_cache": jax_option("jax_compilation_cache_dir"),
     }
     sections: list[tuple[str, Callable[[], Any]]] = [
         ("mlp", lambda: mlp_targets(cfg, say)),

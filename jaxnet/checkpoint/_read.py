@@ -9,7 +9,7 @@ import math
 import os
 import stat
 import sys
-from typing import Any
+from typing import Any, TypeGuard
 
 import jax
 import jax.numpy as jnp
@@ -110,7 +110,8 @@ def _corrupt(fn: str, p: str, what: str) -> CheckpointError:
     )
 
 
-def _as_shape(v: Any) -> bool:
+def _as_shape(v: Any) -> TypeGuard[list[int]]:
+    """Whether ``v`` is a list of non-negative ints (a stored shape)."""
     return isinstance(v, list) and all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in v
     )

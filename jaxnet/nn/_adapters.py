@@ -274,16 +274,12 @@ def from_flax(
       (5, 2)
     """
     import flax.linen as linen
-
-    try:
-        from flax import nnx
-    except ImportError:  # pragma: no cover - flax without nnx
-        nnx = None
+    from flax import nnx  # part of every flax >= 0.12 (the declared minimum)
 
     if isinstance(rng_collections, str):
         rng_collections = (rng_collections,)
     rng_collections = tuple(rng_collections)
-    kinds: list[type] = [linen.Module] + ([nnx.Module] if nnx is not None else [])
+    kinds: list[type] = [linen.Module, nnx.Module]
     if isinstance(module, type) and issubclass(module, tuple(kinds)):
         raise TypeError(
             f"from_flax: got the class {module.__name__}, expected an instance of a "
@@ -291,9 +287,9 @@ def from_flax(
         )
     if isinstance(module, linen.Module):
         return _from_linen(module, name, rng_collections, input_dtype)
-    if nnx is not None and isinstance(module, nnx.Module):
+    if isinstance(module, nnx.Module):
         return _from_nnx(nnx, module, name, rng_collections, input_dtype)
-    expected = "a flax.linen.Module" + (" or flax.nnx.Module" if nnx else "")
+    expected = "a flax.linen.Module or flax.nnx.Module"
     raise TypeError(
         f"from_flax: expected {expected} instance, got {type(module).__name__}: "
         f"{module!r:.80}. For an Equinox module use from_equinox; a plain function "

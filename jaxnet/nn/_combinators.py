@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from .._errors import ParamsError, ShapeError, StateError
-from .._types import Params, PRNGKey, ShapeTree
+from .._types import BackwardFn, Params, PRNGKey, ShapeTree
 from ._checks import as_inputs, check_axis, check_axis_arg, check_int, float_input
 from ._layer import (
     Layer,
@@ -89,7 +89,9 @@ def _split(key: PRNGKey | None, n: int) -> list[PRNGKey] | list[None]:
     return list(jax.random.split(key, n))
 
 
-def _backward_of(combinator: str, name: str, layer: Layer) -> Any:
+def _backward_of(combinator: str, name: str, layer: Layer) -> BackwardFn:
+    """``layer.backward``; NotImplementedError naming the sub-layer when it has none
+    (the checker's probe for "no hand-written backward" catches it)."""
     if layer.backward is None:
         raise NotImplementedError(
             f"{combinator}: layer '{name}' ({layer.desc}) has no hand-written backward. "
@@ -479,7 +481,8 @@ def FanInConcat(axis: int = -1) -> Layer:
     check_axis_arg(f"FanInConcat(axis={axis!r})", "axis", axis)
     desc = f"FanInConcat(axis={axis})"
 
-    def init(rng: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
+    def out_shape(input_shape: ShapeTree) -> ShapeTree:
+        """The concatenated shape; a ShapeError for shapes that do not concatenate."""
         if _is_shape(input_shape) or not input_shape:
             raise ShapeError(
                 f"{desc}: expected a tuple of input shapes, got {input_shape!r}. "
@@ -499,7 +502,10 @@ def FanInConcat(axis: int = -1) -> Layer:
         sizes = [s[ax] for s in input_shape]
         out = list(input_shape[0])
         out[ax] = None if any(d is None for d in sizes) else sum(sizes)
-        return tuple(out), {}
+        return tuple(out)
+
+    def init(rng: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
+        return out_shape(input_shape), {}
 
     def apply(params: Params, x: Any, **_: Any) -> Any:
         _no_params(desc, params)
@@ -508,7 +514,7 @@ def FanInConcat(axis: int = -1) -> Layer:
                 f"{desc}: expected a tuple of inputs, got {type(x).__name__}."
             )
         x = tuple(as_inputs(desc, xi, f"input {i}") for i, xi in enumerate(x))
-        init(None, tuple(tuple(jnp.shape(xi)) for xi in x))  # shape check only
+        out_shape(tuple(tuple(jnp.shape(xi)) for xi in x))  # the shape check
         return jnp.concatenate(x, axis=axis)
 
     def backward(
@@ -589,6 +595,7 @@ def residual(*layers: LayerSpec) -> Layer:
         return out, params
 
     def init_state(input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
+        assert f.init_state is not None  # installed only for a stateful branch
         with in_sublayer("residual", f.name):
             out, state = f.init_state(input_shape)
         check_same(input_shape, out)

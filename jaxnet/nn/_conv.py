@@ -110,13 +110,20 @@ def _same_pads(xd: int, k_eff: int, s: int) -> tuple[int, int]:
 
 
 def _resolve(
-    padding: str | Pads, xd: Sequence[int], k_eff: Sequence[int], strides: Sequence[int]
+    padding: str | Pads,
+    xd: Sequence[int | None],
+    k_eff: Sequence[int],
+    strides: Sequence[int],
 ) -> Pads:
-    """Explicit ``(lo, hi)`` pairs for the (dilated) input lengths ``xd``."""
-    if padding == "VALID":
-        return ((0, 0),) * len(xd)
-    if padding == "SAME":
-        return tuple(_same_pads(x, k, s) for x, k, s in zip(xd, k_eff, strides))
+    """Explicit ``(lo, hi)`` pairs for the (dilated) input lengths ``xd``; a free
+    (``None``) length gets ``(0, 0)`` under ``"SAME"`` (only its rank matters)."""
+    if isinstance(padding, str):
+        if padding == "VALID":
+            return ((0, 0),) * len(xd)
+        return tuple(
+            (0, 0) if x is None else _same_pads(x, k, s)
+            for x, k, s in zip(xd, k_eff, strides)
+        )
     return tuple(padding)
 
 
@@ -394,7 +401,7 @@ def _conv_layer(
     kind: str,
     out_channels: int,
     kernel_size: int | Sequence[int],
-    strides: int | Sequence[int],
+    strides: int | Sequence[int] | None,
     padding: Any,
     dilation: int | Sequence[int],
     groups: int,
@@ -449,13 +456,7 @@ def _conv_layer(
                 rhs_dilation=dil,
                 groups=1,
             )
-        if pad == "SAME":
-            pads = tuple(
-                (0, 0) if x is None else _same_pads(x, k, s)
-                for x, k, s in zip(spatial, k_eff, st)
-            )
-        else:
-            pads = _resolve(pad, spatial, k_eff, st)
+        pads = _resolve(pad, spatial, k_eff, st)
         return dict(
             strides=st, padding=pads, lhs_dilation=None, rhs_dilation=dil, groups=groups
         )

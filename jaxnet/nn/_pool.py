@@ -24,7 +24,6 @@ from ._conv import (
     _out_len,
     _padding_spec,
     _resolve,
-    _same_pads,
     _sizes,
     _tuple,
 )
@@ -197,11 +196,6 @@ def _pool_layer(
     desc = base[:-1] + "".join(", " + e for e in extras) + ")"
 
     def pads_for(spatial: Sequence[int | None]) -> Pads:
-        if pad == "SAME":
-            return tuple(
-                (0, 0) if x is None else _same_pads(x, k, s)
-                for x, k, s in zip(spatial, win, st)
-            )
         return _resolve(pad, spatial, win, st)
 
     def init(key: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:

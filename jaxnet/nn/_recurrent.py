@@ -31,8 +31,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from .._errors import ShapeError
-from .._types import Array, Params, PRNGKey, ShapeTree
+from .._types import Array, Params, PRNGKey, ShapeTree, same_structure
 from ._checks import as_inputs, float_input
+from ._combinators import _backward_of
 from ._layer import (
     Layer,
     _is_shape,
@@ -300,8 +301,7 @@ def _make_cell(
             expected is None
             or not _is_shape(x_shape)
             or len(x_shape) < 1
-            or jax.tree.structure(carry_shapes, is_leaf=_is_shape)
-            != jax.tree.structure(expected, is_leaf=_is_shape)
+            or not same_structure(carry_shapes, expected, is_leaf=_is_shape)
             or any(not _is_shape(s) for s in shapes)
         ):
             raise bad_structure(f"shapes {carry_shapes!r} and {x_shape!r}")
@@ -536,11 +536,12 @@ def rnn_bptt(
         return new_carry, (carry, new_carry, y_t)
 
     _, (carries, new_carries, ys) = lax.scan(fwd, carry0, xs)
+    cell_backward = _backward_of("rnn_bptt", cell.name, cell)
 
     def bwd(acc: Any, inp: Any):
         dparams, dcarry = acc
         carry_t, new_carry_t, y_t, x_t, gy_t = inp
-        dp, (dcarry_prev, dx_t) = cell.backward(
+        dp, (dcarry_prev, dx_t) = cell_backward(
             params, (carry_t, x_t), (new_carry_t, y_t), (dcarry, gy_t), **options
         )
         return (jax.tree.map(jnp.add, dparams, dp), dcarry_prev), dx_t
@@ -615,13 +616,15 @@ def RNN(cell: Cell, *, reverse: bool = False, return_carry: bool = False) -> Lay
     if return_carry:
         opts.append("return_carry=True")
     desc = f"RNN({', '.join(opts)})"
+    carry_shape = cell.carry_shape
+    assert carry_shape is not None  # Cell.__post_init__ requires one
 
     def init(key: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
         _require_seq(desc, input_shape)
         b, t, f = input_shape
         with in_sublayer("RNN", cell.name):
             (carry_shapes, y_shape), params = cell.init(
-                key, (cell.carry_shape((b,)), (b, f))
+                key, (carry_shape((b,)), (b, f))
             )
         out = (b, t) + tuple(y_shape[1:])
         return ((carry_shapes, out) if return_carry else out), params
@@ -629,7 +632,7 @@ def RNN(cell: Cell, *, reverse: bool = False, return_carry: bool = False) -> Lay
     def prepare(params: Params, x: Any, initial_carry: Any):
         x = float_input(desc, x)
         _require_seq(desc, tuple(x.shape))
-        expected = cell.carry_shape((x.shape[0],))
+        expected = carry_shape((x.shape[0],))
         dt = compute_dtype(x.dtype, *(p.dtype for p in jax.tree.leaves(params)))
         if initial_carry is None:
             carry0 = jax.tree.map(
@@ -637,11 +640,7 @@ def RNN(cell: Cell, *, reverse: bool = False, return_carry: bool = False) -> Lay
             )
         else:
             got = jax.tree.map(lambda a: tuple(jnp.shape(a)), initial_carry)
-            if (
-                jax.tree.structure(got, is_leaf=_is_shape)
-                != jax.tree.structure(expected, is_leaf=_is_shape)
-                or got != expected
-            ):
+            if not same_structure(got, expected, is_leaf=_is_shape) or got != expected:
                 raise ShapeError(
                     f"{desc}: expected initial_carry of shape {expected} for input "
                     f"{fmt_shape(tuple(x.shape))}, got {got}."
@@ -784,10 +783,10 @@ def Bidirectional(forward_rnn: Layer, backward_rnn: Layer) -> Layer:
         x, xr, yf, yb, cf, cb = run(params, x, initial_carry, options)
         nf = yf.shape[-1]
         gf, gb = g[..., :nf], jnp.flip(g[..., nf:], 1)
-        dpf, dxf = forward_rnn.backward(params["forward"], x, yf, gf, **cf, **options)
-        dpb, dxb = backward_rnn.backward(
-            params["backward"], xr, yb, gb, **cb, **options
-        )
+        forward_backward = _backward_of("Bidirectional", "forward", forward_rnn)
+        backward_backward = _backward_of("Bidirectional", "backward", backward_rnn)
+        dpf, dxf = forward_backward(params["forward"], x, yf, gf, **cf, **options)
+        dpb, dxb = backward_backward(params["backward"], xr, yb, gb, **cb, **options)
         return {"forward": dpf, "backward": dpb}, dxf + jnp.flip(dxb, 1)
 
     return Layer(

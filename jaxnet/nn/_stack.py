@@ -125,8 +125,9 @@ def _split_options(kw: dict[str, Any]) -> tuple[list[Any], Callable[..., Any]]:
 
     def rebuild(arrays: list[Any]) -> dict[str, Any]:
         it = iter(arrays)
-        return treedef.unflatten(
-            [next(it) if a else v for v, a in zip(static, is_array, strict=True)]
+        return jax.tree.unflatten(
+            treedef,
+            [next(it) if a else v for v, a in zip(static, is_array, strict=True)],
         )
 
     return [v for v, a in zip(leaves, is_array, strict=True) if a], rebuild
@@ -283,14 +284,15 @@ def Stack(
     def init(key: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
         box: dict[str, Any] = {}
 
-        def one(k: PRNGKey | None) -> Params:
+        def one(k: PRNGKey) -> Params:
             with in_sublayer("Stack", "block", nest=False):
                 box["shape"], p = layer.init(k, input_shape)
             return p
 
-        if key is None:
+        if key is None:  # a block that draws nothing (from_equinox): one copy, tiled
             params = jax.tree.map(
-                lambda a: jnp.broadcast_to(a, (num, *jnp.shape(a))), one(None)
+                lambda a: jnp.broadcast_to(a, (num, *jnp.shape(a))),
+                one(None),  # the key-free init of the contract
             )
         else:
             params = jax.vmap(one)(jax.random.split(key, num))

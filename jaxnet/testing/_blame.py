@@ -12,6 +12,7 @@ The faulty layer is the deepest failing one: a combinator fails when a child doe
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -221,15 +222,18 @@ def _check_call(
     def f(point: dict) -> Any:
         return dot(g, out(point["params"], point.get("x", x)))
 
-    analytic = None
-    if backward and layer.backward is not None:
+    analytic: Callable[[dict], dict] | None = None
+    hand = layer.backward
+    if backward and hand is not None:
 
-        def analytic(point: dict) -> dict:
+        def by_hand(point: dict) -> dict:
             xp = point.get("x", x)
             yp = out(point["params"], xp)
             gg = jax.tree.map(lambda c, o: c.astype(o.dtype), g, yp)
-            dp, dx = layer.backward(point["params"], xp, yp, gg, **kw)
+            dp, dx = hand(point["params"], xp, yp, gg, **kw)
             return {"params": dp, "x": dx} if with_x else {"params": dp}
+
+        analytic = by_hand
 
     point = {"params": params, "x": x} if with_x else {"params": params}
     if analytic is not None:

@@ -49,6 +49,8 @@ def away_from(*kinks: float, margin: float = 0.1) -> Draw:
 
     def draw(key: PRNGKey, shape: tuple[int, ...], dtype: Any) -> Array:
         dtype = jnp.dtype(dtype)
+        xp: Any  # jax.numpy under a trace, numpy otherwise
+        x: Any
         if _traced(key):
             xp, x = jnp, jax.random.normal(key, shape, dtype)
         else:
@@ -89,7 +91,7 @@ class LayerCase:
     def options_for(self, layer: Layer) -> dict[str, Any]:
         """:meth:`apply_options`, plus a fresh ``state`` for a stateful layer."""
         opts = self.apply_options()
-        if layer.stateful:
+        if layer.init_state is not None:  # a stateful layer
             opts["state"] = layer.init_state(self.input_shape)[1]
         return opts
 

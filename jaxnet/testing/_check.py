@@ -21,12 +21,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._types import same_structure
 from . import _numeric as N
 from . import _probes as P
 from ._report import (
     GradCheckRow,
     GradReport,
     compare,
+    fn_name,
     noise_row,
     path_str,
 )
@@ -212,7 +214,7 @@ class _Problem:
             )
         return wide, ""
 
-    def cotangent(self, k: int, seed: int) -> list[jax.Array] | None:
+    def cotangent(self, k: int, seed: int) -> list[jax.Array]:
         """Direction ``k``'s output cotangent: ``[1.0]`` for a scalar ``f``."""
         if self.scalar:
             return [jnp.ones((), self.out_shapes[0][1])]
@@ -333,9 +335,9 @@ def check_grads(
       >>> report.ok, [r.check for r in report.rows]
       (True, ['jax.grad vs analytic', 'jax.grad vs complex', 'analytic vs complex'])
     """
-    fname = name or getattr(f, "__name__", "f")
+    fname = fn_name(f, name)
     multi = isinstance(argnums, tuple)
-    nums = argnums if multi else (argnums,)
+    nums: tuple[int, ...] = argnums if isinstance(argnums, tuple) else (argnums,)
     labels = list(names) if names is not None else [f"arg{i}" for i in nums]
     if len(labels) != len(nums):
         raise ValueError(f"check_grads: {len(nums)} argnums but {len(labels)} names.")
@@ -389,7 +391,7 @@ def check_grads(
     if an is not None:
         an_t = an if multi else (an,)
         s_auto, s_an = jax.tree.structure(grads0), jax.tree.structure(tuple(an_t))
-        if s_auto != s_an:
+        if not same_structure(grads0, tuple(an_t)):
             raise ValueError(
                 f"check_grads: the analytic gradient's structure {s_an} differs from "
                 f"jax.grad's {s_auto}."
@@ -601,9 +603,9 @@ def _exhaustive_rows(
 
     def numeric(m: str, idx: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         fn = P.cached_jit(prob.f, P.exhaustive, ctx.nums, leaf.flat, m)
-        idx = jnp.arange(n) if idx is None else jnp.asarray(idx)
+        index = jnp.arange(n) if idx is None else jnp.asarray(idx)
         one = jnp.ones((), ref_dt)
-        r, sig = (np.array(a, np.float64) for a in fn(prob.ref_args, vv, idx, one))
+        r, sig = (np.array(a, np.float64) for a in fn(prob.ref_args, vv, index, one))
         if m != "central":
             return r, sig
         for hs in N.REFINE[1:]:  # step refinement where the estimate is unresolved
@@ -611,7 +613,7 @@ def _exhaustive_rows(
             if not bad.any():
                 break
             # All elements again at the smaller step (same shapes: no recompile).
-            out = fn(prob.ref_args, vv, idx, hs * one)
+            out = fn(prob.ref_args, vv, index, hs * one)
             r2, s2 = (np.array(a, np.float64) for a in out)
             rel2 = np.max(s2 / np.maximum(np.abs(r2), 1e-300), axis=1)
             rel1 = np.max(sig / np.maximum(np.abs(r), 1e-300), axis=1)
@@ -644,6 +646,7 @@ def _exhaustive_rows(
                 used = "complex"
     else:
         r, sig = numeric("central")
+    assert r is not None  # the complex step, or central differences after it failed
     shape = leaf.shape + ((prob.out_size,) if jac else ())
     label = f"{used}@float64" if narrow else used
     rows = []
@@ -755,7 +758,7 @@ def _directional_rows(
         placed = [ctx.place(leaf, t) for t in tested]
         placed_ref = [ctx.place(leaf, t, ref=True) for t in tested_ref]
         norms = [float(np.linalg.norm(np.asarray(t, np.float64))) for t in tested]
-        best = None
+        best: tuple[float, dict[str, Any]] | None = None
         for hs in N.REFINE if numeric == "central" else (1.0,):
             out = probe(
                 prob.args,
@@ -774,6 +777,7 @@ def _directional_rows(
                 best = (rel, out)
             if not rel > N.RESOLVED:  # resolved (or the complex step): done
                 break
+        assert best is not None  # the loop runs at least once
         return best[1]
 
     def tau_of(o: dict[str, Any], i: int, numeric: str, a: str = "a") -> float:
@@ -950,6 +954,7 @@ def _locate(
     prob = ctx.prob
     n = leaf.size
     tested = ctx.tested(leaf, k) if which == 0 else g_an
+    assert tested is not None  # g_an is given for the analytic half (which=1)
     v = prob.cotangent(k, ctx.seed)
     x_ref = _get(prob.ref_args, leaf)
     ref_dt = x_ref.dtype

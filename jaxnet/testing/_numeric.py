@@ -20,7 +20,7 @@ column) or, contracted with a cotangent, to one number.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
@@ -31,6 +31,14 @@ from ._tolerances import step
 
 #: Bytes of perturbed copies of a leaf alive at once in exhaustive mode.
 EXHAUSTIVE_BYTES = 64 * 2**20
+
+
+def total(terms: Iterable[jax.Array]) -> jax.Array:
+    """``sum(terms)``, left to right from 0 as the builtin does, typed as an array."""
+    out: Any = 0
+    for t in terms:
+        out = out + t
+    return jnp.asarray(out)
 
 
 def _finite(v: jax.Array) -> jax.Array:
@@ -101,7 +109,7 @@ def exhaustive(
     x: jax.Array,
     method: str,
     indices: jax.Array | None = None,
-    hscale: float = 1.0,
+    hscale: float | jax.Array = 1.0,
 ) -> tuple[jax.Array, jax.Array]:
     """The derivative of ``s`` along every element of ``x`` (or those in ``indices``):
     ``(r, sigma)``, each of shape ``(len(indices),) + s(x).shape``; ``sigma`` is zero

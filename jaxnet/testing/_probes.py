@@ -203,7 +203,11 @@ def directional(
         "a": [_dot(t, us_ref, acc) for t in tested],
         "S": [_dot(t, us_ref, acc, absolute=True) for t in tested],
         "a_ref": [_dot(t, us_ref, acc) for t in tested_ref],
-        "U1": sum(jnp.sum(jnp.abs(us_ref[k].astype(acc))) for k in sel),
+        "U1": N.total(
+            jnp.sum(jnp.abs(u.astype(acc)))
+            for u in (us_ref[k] for k in sel)
+            if u is not None  # sel picks the perturbed leaves: never None
+        ),
     }
 
     def g(t: jax.Array) -> jax.Array:
@@ -239,7 +243,9 @@ def _jvp_along(
 
     _, ju = jax.jvp(at, tuple(flat[k] for k in sel), tuple(us[k] for k in sel))
     terms = [(vl * jl).astype(acc) for vl, jl in zip(v, jax.tree.leaves(ju))]
-    return sum(jnp.sum(t) for t in terms), sum(jnp.sum(jnp.abs(t)) for t in terms)
+    return N.total(jnp.sum(t) for t in terms), N.total(
+        jnp.sum(jnp.abs(t)) for t in terms
+    )
 
 
 # ------------------------------------------------------------------ localisation

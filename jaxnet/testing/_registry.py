@@ -21,6 +21,7 @@ from .._analytic import loss_vjp
 from .._types import Array, Params, PRNGKey
 from ._case import LayerCase, LossCase, away_from, host_rng
 from ._check import GradReport, check_grads
+from ._numeric import total
 from .cases.attention import ATTENTION_CASES
 from .cases.batchnorm import BATCHNORM_CASES
 from .cases.combinators import COMBINATOR_CASES, _mlp
@@ -127,7 +128,7 @@ def _cotangent(key: PRNGKey, like: Any) -> Any:
 
 def _dot(a: Any, b: Any) -> Array:
     """``<a, b>`` in ``b``'s precision (a float64 reference of a float32 case)."""
-    return sum(
+    return total(
         jnp.sum(x.astype(y.dtype) * y)
         for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
     )
@@ -166,6 +167,8 @@ def layer_problem(
         return _dot(g, out(point["params"], point.get("x", x)))
 
     def analytic(point: dict) -> dict:
+        if layer.backward is None:
+            raise NotImplementedError(f"{case.id}: {layer.desc} has no backward.")
         xp = point.get("x", x)
         y = out(point["params"], xp)
         dp, dx = layer.backward(

@@ -156,6 +156,12 @@ class GradReport:
         return "\n".join(out)
 
 
+def fn_name(f: Any, name: str | None) -> str:
+    """The name a report gives the checked function: ``name``, else ``f.__name__``,
+    else ``"f"``."""
+    return name if name else str(getattr(f, "__name__", "f"))
+
+
 def _fmt_detect(x: float) -> str:
     if x == 0.0:
         return "zero"

@@ -20,9 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._types import same_structure
 from ._check import _is_float, check_grads
 from ._probes import replace_args as _replace
-from ._report import GradCheckRow, GradReport, compare, noise_row, path_str
+from ._report import GradCheckRow, GradReport, compare, fn_name, noise_row, path_str
 from ._tolerances import ROUNDING, SAFETY, tolerance
 
 
@@ -37,7 +38,7 @@ def _float_argnums(args: tuple[Any, ...]) -> tuple[int, ...]:
 def _structure_row(check: str, expected: Any, got: Any) -> tuple[GradCheckRow, str]:
     """A row that passes iff ``got`` has ``expected``'s structure, shapes and dtypes."""
     problem = ""
-    if jax.tree.structure(expected) != jax.tree.structure(got):
+    if not same_structure(expected, got):
         problem = (
             f"{check}: structure {jax.tree.structure(got)} differs from the primal's "
             f"{jax.tree.structure(expected)}."
@@ -171,7 +172,7 @@ def check_vjp(
       >>> report.ok, [r.check for r in report.failures()]
       (False, ['jax.grad vs complex'])
     """
-    fname = name or getattr(f, "__name__", "f")
+    fname = fn_name(f, name)
     nums = _nums(argnums, args)
     rng = np.random.default_rng([seed, 4242])
     rows = _primal_rows(f, reference, args)
@@ -239,7 +240,7 @@ def check_jvp(
       >>> jaxnet.testing.check_jvp(softplus, jnp.array([0.5, -1.0, 2.0])).ok
       True
     """
-    fname = name or getattr(f, "__name__", "f")
+    fname = fn_name(f, name)
     nums = _nums(argnums, args)
     rng = np.random.default_rng([seed, 2424])
     rows = _primal_rows(f, reference, args)

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _probes as P
 from ._check import _is_float, _Problem, _require_finite
+from ._report import fn_name
 
 #: Steps are ``h0 2^-j`` for ``j = 0 .. LADDER - 1``.
 LADDER = 40
@@ -102,7 +103,7 @@ def taylor_test(
       >>> bad.ok, round(bad.order, 1)
       (False, 1.0)
     """
-    fname = name or getattr(f, "__name__", "f")
+    fname = fn_name(f, name)
     nums = argnums if isinstance(argnums, tuple) else (argnums,)
     for i in nums:
         _require_finite("", args[i], "taylor_test")
@@ -181,6 +182,7 @@ def taylor_test(
         and not any(valid[last + 1 :])
     )
     if vanishes:  # the remainder drops from far above rounding to rounding at once
+        assert last is not None  # implied by vanishes
         ok, order, win = True, None, None
         message = (
             f"the remainder vanishes below h = {steps[last]:.1e}: f is linear along "

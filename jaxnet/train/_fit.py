@@ -342,69 +342,206 @@ def fit(
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}.")
     init_key, shuffle_key, step_key = split_key(key)
-    arrays = _is_arrays(data)
-    if arrays:
-        x, y = _split_batch("fit", data)
-        x, y = jax.tree.map(jnp.asarray, (x, y))
-        n = _num_examples("fit", x, y)
-        bs = _batch_size("fit", batch_size, n)
-        spe = n // bs
-        sample_x = x
-    else:
+    train = _TrainingData.of(data, batch_size, epochs)
+    ts = _initial_state(model, optimizer, train, params, state, opt_state, init_key)
+    if train.arrays:
+        _check_labels(model, ts.params, train.x, train.y, ts.state)
+    if validation_data is not None:
+        vx, vy = _split_batch("fit (validation_data)", validation_data)
+        _num_examples("fit (validation_data)", vx, vy)
+        _check_labels(model, ts.params, vx, vy, ts.state, "fit (validation_data)")
+        _check_finite_data("fit (validation_data)", (vx, vy))
+    step = make_train_step(
+        model, loss, optimizer, metrics=metrics, policy=policy, gradients=gradients
+    )
+    run = _Run(
+        model=model,
+        loss=loss,
+        step=step,
+        train=train,
+        key=key,
+        shuffle_key=shuffle_key,
+        step_key=step_key,
+        epochs=epochs,
+        shuffle=bool(shuffle),
+        steps_per_call=steps_per_call,
+        validation_data=validation_data,
+        eval_batch_size=eval_batch_size,
+        metrics=metrics,
+        policy=policy,
+        early_stopping=early_stopping,
+        stop_on_nan=stop_on_nan,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        progress=progress_out,
+        hooks=hooks,
+        ts=ts,
+    )
+    if checkpoint is not None and resume and os.path.exists(checkpoint):
+        run.restore(checkpoint)
+    info = run.start_info()
+    progress_out.start(info)
+    hooks.train_start(info)
+    try:
+        for epoch in range(run.start_epoch, epochs):
+            if run.stopped:
+                break
+            run.train_epoch(epoch)
+    except BaseException as exc:  # close displays and loggers, then re-raise
+        progress_out.close(None)
+        hooks.train_end(
+            {"history": run.history, "step": int(run.ts.step), "error": repr(exc)},
+            run.ts,
+        )
+        raise
+    result = run.result()
+    summary = {
+        "history": [dict(r) for r in result.history],
+        "step": result.step,
+        "stopped_early": result.stopped_early,
+        "best_epoch": result.best_epoch,
+        "resumed_from": result.resumed_from,
+    }
+    progress_out.close(summary)
+    hooks.train_end(summary, run.ts)
+    return result
+
+
+@dataclasses.dataclass(frozen=True)
+class _TrainingData:
+    """What ``fit`` trains on: ``(x, y)`` arrays split into ``steps_per_epoch``
+    batches of ``batch_size``, or ``batches(epoch)``, an iterable of batches."""
+
+    arrays: bool
+    sample_x: Any  # an input with the batch's shape, for init
+    x: Any = None
+    y: Any = None
+    examples: int | None = None
+    batch_size: int | None = None
+    steps_per_epoch: int | None = None
+    batches: Callable[[int], Iterable[Any]] | None = None
+
+    @classmethod
+    def of(cls, data: Any, batch_size: int | None, epochs: int) -> _TrainingData:
+        """Check and wrap ``fit``'s ``data``."""
+        if _is_arrays(data):
+            x, y = _split_batch("fit", data)
+            x, y = jax.tree.map(jnp.asarray, (x, y))
+            n = _num_examples("fit", x, y)
+            bs = _batch_size("fit", batch_size, n)
+            return cls(True, x, x, y, n, bs, n // bs)
         source = _epoch_source(data, epochs)
-        # Peek at the first batch for the shapes, then give it back: epoch 0 runs
-        # on the same iterator, so a one-shot iterator loses nothing and a
-        # callable is called once for that epoch, not twice.
+        # Peek at the first batch for the shapes, then give it back: epoch 0 runs on
+        # the same iterator, so a one-shot iterator loses nothing and a callable is
+        # called once for that epoch, not twice.
         it0 = iter(source(0))
         first = next(it0, None)
         if first is None:
             raise ShapeError("fit: the training data yield no batches.")
-        source = _give_back(source, itertools.chain([first], it0))
         sample_x, _ = _split_batch("fit", first)
-        spe = None
+        batches = _give_back(source, itertools.chain([first], it0))
+        return cls(False, sample_x, batches=batches)
+
+
+def _initial_state(
+    model: Layer,
+    optimizer: optax.GradientTransformation,
+    train: _TrainingData,
+    params: Params | None,
+    state: Any,
+    opt_state: Any,
+    init_key: PRNGKey,
+) -> TrainState:
+    """The run's first :class:`TrainState`: the given values, the rest initialised."""
+    shape = (None,) + tuple(jax.tree.leaves(train.sample_x)[0].shape[1:])
     if params is None:
-        shape = (None,) + tuple(jax.tree.leaves(sample_x)[0].shape[1:])
         _, params = model.init(init_key, shape)
-    if model.stateful and state is None:
-        shape = (None,) + tuple(jax.tree.leaves(sample_x)[0].shape[1:])
+    if model.init_state is not None and state is None:
         _, state = model.init_state(shape)
     if opt_state is None:
         opt_state = optimizer.init(params)
-    if arrays:
-        _check_labels(model, params, x, y, state)
-    if validation_data is not None:
-        vx, vy = _split_batch("fit (validation_data)", validation_data)
-        _num_examples("fit (validation_data)", vx, vy)
-        _check_labels(model, params, vx, vy, state, "fit (validation_data)")
-        _check_finite_data("fit (validation_data)", (vx, vy))
+    return TrainState(params, opt_state, state, jnp.zeros((), jnp.int32))
 
-    step = make_train_step(
-        model, loss, optimizer, metrics=metrics, policy=policy, gradients=gradients
+
+@dataclasses.dataclass
+class _Totals:
+    """One epoch's running sums (metric sums over steps, examples, compile time)."""
+
+    sums: dict[str, float] = dataclasses.field(default_factory=dict)
+    steps: int = 0
+    examples: int = 0
+    compile_seconds: float = 0.0
+
+    def add(self, metrics: Mapping[str, np.ndarray]) -> None:
+        for name, v in metrics.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(
+                np.sum(v, dtype=np.float64)
+            )
+
+
+@dataclasses.dataclass
+class _Run:
+    """One call of :func:`fit`: its settings, then the state that changes as it
+    trains (the train state, history, early-stopping record)."""
+
+    model: Layer
+    loss: Callable[..., Array]
+    step: Callable[..., Any]
+    train: _TrainingData
+    key: PRNGKey
+    shuffle_key: PRNGKey
+    step_key: PRNGKey
+    epochs: int
+    shuffle: bool
+    steps_per_call: int | None
+    validation_data: tuple[Any, Any] | None
+    eval_batch_size: int
+    metrics: Mapping[str, Metric] | None
+    policy: Policy | str | None
+    early_stopping: EarlyStopping | None
+    stop_on_nan: bool
+    checkpoint: str | None
+    checkpoint_every: int
+    progress: Any
+    hooks: Hooks
+    ts: TrainState
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    best: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: {
+            "value": None,
+            "epoch": None,
+            "wait": 0,
+            "params": None,
+        }
     )
-    ts = TrainState(params, opt_state, state, jnp.zeros((), jnp.int32))
-    history: list[dict[str, float]] = []
-    best: dict[str, Any] = {"value": None, "epoch": None, "wait": 0, "params": None}
-    keep_best = early_stopping is not None and early_stopping.restore_best
-    start_epoch = 0
-    stopped = False
+    start_epoch: int = 0
+    stopped: bool = False
+    run_steps: int = 0  # steps taken by this call of fit (for the ETA)
+    compiled: dict[int, Any] = dataclasses.field(default_factory=dict)  # k -> program
+    n_out: int | None = None  # the model's output size, for the per-batch label check
+    batch_step: Callable[..., Any] | None = None
+    resumed_from: int = 0
 
-    def snapshot() -> dict[str, Any]:
-        return {"train": ts, "best": best["params"] if keep_best else None}
+    @property
+    def keep_best(self) -> bool:
+        return self.early_stopping is not None and self.early_stopping.restore_best
 
-    if checkpoint is not None and resume and os.path.exists(checkpoint):
+    def restore(self, checkpoint: str) -> None:
+        """Continue from ``checkpoint``: its train state, history and early-stopping
+        record, after checking it belongs to this run."""
         from ..checkpoint._read import load_with_metadata
 
-        like = {"train": ts, "best": params if keep_best else None}
+        like = {"train": self.ts, "best": self.ts.params if self.keep_best else None}
         tree, meta = load_with_metadata(checkpoint, like=like)
         if isinstance(meta.get("history"), list):
             meta["history"] = [_decode_row(row) for row in meta["history"]]
-        _check_resume(checkpoint, meta, key, bs if arrays else None)
+        _check_resume(checkpoint, meta, self.key, self.train.batch_size)
         _check_resume_record(checkpoint, meta, int(tree["train"].step))
-        ts = tree["train"]
-        history = [dict(row) for row in meta["history"]]
-        start_epoch = meta["epoch"]
-        best.update(meta["early_stopping"])
-        best["params"] = tree["best"] if keep_best else None
+        self.ts = tree["train"]
+        self.history = [dict(row) for row in meta["history"]]
+        self.start_epoch = meta["epoch"]
+        self.best.update(meta["early_stopping"])
+        self.best["params"] = tree["best"] if self.keep_best else None
         # A run that early stopping ended stays ended: rerunning the same call
         # returns its result instead of training on. That is also the right result
         # for a larger epochs=: a fresh run with that many epochs stops at the same
@@ -412,12 +549,13 @@ def fit(
         # training on past exhausted patience would disown the best epoch early
         # stopping chose. But a user who asks for more epochs than the stopped run
         # had probably expects training, so say so instead of returning silently.
-        stopped = meta.get("stopped", False)
+        self.stopped = meta.get("stopped", False)
         asked = meta.get("epochs")
-        if stopped and epochs > (start_epoch if asked is None else asked):
+        start, epochs = self.start_epoch, self.epochs
+        if self.stopped and epochs > (start if asked is None else asked):
             warnings.warn(
-                f"fit: early stopping ended this run at epoch {start_epoch} (best "
-                f"epoch {best['epoch']}), so resuming it from {checkpoint!r} with "
+                f"fit: early stopping ended this run at epoch {start} (best "
+                f"epoch {self.best['epoch']}), so resuming it from {checkpoint!r} with "
                 f"epochs={epochs} trains nothing and returns the stopped run"
                 + (f" (it was asked for epochs={asked})" if asked is not None else "")
                 + ": a fresh run with these arguments would stop at the same epoch. "
@@ -425,198 +563,221 @@ def fit(
                 "checkpoint= path) from result.params, e.g. with a larger "
                 "EarlyStopping patience.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        elif epochs < start_epoch:
+        elif epochs < start:
             warnings.warn(
-                f"fit: the checkpoint {checkpoint!r} already holds {start_epoch} "
-                f"epochs, more than epochs={epochs}; returning its {start_epoch} "
+                f"fit: the checkpoint {checkpoint!r} already holds {start} "
+                f"epochs, more than epochs={epochs}; returning its {start} "
                 "epochs without training (a checkpoint is never rolled back). Pass "
                 f"resume=False to train a new run of {epochs} epochs.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-    resumed_from = start_epoch
 
-    stateful = model.stateful
-    if arrays:
+    def start_info(self) -> dict[str, Any]:
+        """What progress displays and callbacks get at the start."""
+        self.resumed_from = self.start_epoch
+        return {
+            "epochs": self.epochs,
+            "start_epoch": self.start_epoch,
+            "start_step": int(self.ts.step),
+            "steps_per_epoch": self.train.steps_per_epoch,
+            "batch_size": self.train.batch_size,
+            "examples": self.train.examples,
+            "model": self.model.desc,
+            "history": [dict(r) for r in self.history],
+        }
+
+    def train_epoch(self, epoch: int) -> None:
+        """One epoch: the steps, then its history row, early stopping, callbacks
+        and checkpoint."""
+        t0 = time.perf_counter()
+        if self.train.arrays:
+            totals = self._array_epoch(epoch, t0)
+        else:
+            totals = self._batch_epoch(epoch, t0)
+        row = self._row(
+            epoch, totals, time.perf_counter() - t0 - totals.compile_seconds
+        )
+        self.history.append(row)
+        self.progress.end_epoch(row)
+        self._early_stopping(epoch, row)
+        if self.hooks.epoch_end(row, self.ts):  # a callback asked to stop
+            self.stopped = True
+        last = self.stopped or epoch + 1 == self.epochs
+        if self.checkpoint is not None and (
+            (epoch + 1) % self.checkpoint_every == 0 or last
+        ):
+            _save_run(
+                self.checkpoint,
+                {
+                    "train": self.ts,
+                    "best": self.best["params"] if self.keep_best else None,
+                },
+                epoch + 1,
+                self.history,
+                self.best,
+                self.key,
+                self.train.batch_size,
+                self.stopped,
+                self.epochs,
+                self.model,
+            )
+
+    def _array_epoch(self, epoch: int, t0: float) -> _Totals:
+        """An epoch over arrays: ``lax.scan`` calls of ``k`` steps each (the whole
+        epoch, or ``steps_per_call``), each compiled once ahead of time."""
+        spe, bs = self.train.steps_per_epoch, self.train.batch_size
+        assert spe is not None and bs is not None  # set for arrays
         k_call = (
-            spe if steps_per_call is None else max(1, min(int(steps_per_call), spe))
+            spe
+            if self.steps_per_call is None
+            else max(1, min(int(self.steps_per_call), spe))
         )
-    else:
-        jitted = jit_step(step, donate=True)
-        ts_step = _as_state_step(jitted, stateful)
-
-    compiled: dict[int, Any] = {}  # steps per call -> compiled program
-    n_out: int | None = None  # the model's output size, for the per-batch label check
-    info = {
-        "epochs": epochs,
-        "start_epoch": start_epoch,
-        "start_step": int(ts.step),
-        "steps_per_epoch": spe,
-        "batch_size": bs if arrays else None,
-        "examples": n if arrays else None,
-        "model": model.desc,
-        "history": [dict(r) for r in history],
-    }
-    progress_out.start(info)
-    hooks.train_start(info)
-    run_steps = 0  # steps taken by this call of fit (for the ETA)
-    try:
-        for epoch in range(start_epoch, epochs):
-            if stopped:
-                break
-            t0 = time.perf_counter()
-            compile_seconds = 0.0
-            sums: dict[str, float] = {}
-            steps = 0
-            examples = 0
-            if arrays:
-                b = 0
-                while b < spe:
-                    k = min(k_call, spe - b)
-                    args = (
-                        ts,
-                        x,
-                        y,
-                        shuffle_key,
-                        step_key,
-                        np.int32(epoch),
-                        np.int32(b),
-                    )
-                    if k not in compiled:  # ahead of time, so that it is timed apart
-                        tc = time.perf_counter()
-                        fn = _chunk_fn(step, stateful, k, bs, bool(shuffle), True)
-                        compiled[k] = fn.lower(*args).compile()
-                        compile_seconds += time.perf_counter() - tc
-                    step0 = int(ts.step)
-                    ts, m = compiled[k](*args)
-                    m = {name: np.asarray(v) for name, v in m.items()}
-                    if stop_on_nan:
-                        _check_finite(
-                            m["loss"], step0, epoch, b, spe, history, checkpoint
-                        )
-                    hooks.steps(step0, epoch + 1, b, m)  # the scan's per-step outputs
-                    for name, v in m.items():
-                        sums[name] = sums.get(name, 0.0) + float(
-                            np.sum(v, dtype=np.float64)
-                        )
-                    b += k
-                    steps += k
-                    run_steps += k
-                    examples += k * bs
-                    elapsed = time.perf_counter() - t0 - compile_seconds
-                    rate = examples / max(elapsed, 1e-9)
-                    loss_now = float(m["loss"][-1])
-                    progress_out.update(epoch + 1, b, run_steps, loss_now, rate)
-            else:
-                for i, batch in enumerate(source(epoch)):
-                    bx, by = _split_batch("fit", batch)
-                    if n_out is None:
-                        n_out = _outputs(model, ts.params, bx, ts.state) or 0
-                    if n_out:
-                        where = f"fit (batch {i + 1} of epoch {epoch + 1})"
-                        _check_labels(model, ts.params, bx, by, ts.state, where, n_out)
-                    step0 = int(ts.step)
-                    skey = jax.random.fold_in(step_key, step0)
-                    ts, m = ts_step(ts, batch, skey)
-                    m = {name: np.asarray(v) for name, v in m.items()}
-                    if stop_on_nan:
-                        _check_finite(
-                            m["loss"][None], step0, epoch, i, None, history, checkpoint
-                        )
-                    hooks.steps(step0, epoch + 1, i, {k: v[None] for k, v in m.items()})
-                    for name, v in m.items():
-                        sums[name] = sums.get(name, 0.0) + float(v)
-                    steps += 1
-                    run_steps += 1
-                    examples += jax.tree.leaves(bx)[0].shape[0]
-                    rate = examples / max(time.perf_counter() - t0, 1e-9)
-                    loss_now = float(m["loss"])
-                    progress_out.update(epoch + 1, steps, run_steps, loss_now, rate)
-            seconds = time.perf_counter() - t0 - compile_seconds
-            row: dict[str, float] = {"epoch": epoch + 1, "step": int(ts.step)}
-            row["loss"] = sums.pop("loss") / max(steps, 1)
-            row.update({k: v / max(steps, 1) for k, v in sorted(sums.items())})
-            if validation_data is not None:
-                val = evaluate(
-                    model,
-                    loss,
-                    ts.params,
-                    validation_data,
-                    batch_size=eval_batch_size,
-                    metrics=metrics,
-                    state=ts.state,
-                    policy=policy,
+        totals = _Totals()
+        b = 0
+        while b < spe:
+            k = min(k_call, spe - b)
+            args = (
+                self.ts,
+                self.train.x,
+                self.train.y,
+                self.shuffle_key,
+                self.step_key,
+                np.int32(epoch),
+                np.int32(b),
+            )
+            if k not in self.compiled:  # ahead of time, so that it is timed apart
+                tc = time.perf_counter()
+                fn = _chunk_fn(
+                    self.step, self.model.stateful, k, bs, self.shuffle, True
                 )
-                row.update({f"val_{k}": v for k, v in val.items()})
-            row["seconds"] = seconds
-            row["compile_seconds"] = compile_seconds
-            row["examples_per_second"] = examples / max(seconds, 1e-9)
-            history.append(row)
-            progress_out.end_epoch(row)
-
-            if early_stopping is not None:
-                if early_stopping.monitor not in row:
-                    raise KeyError(
-                        f"fit: EarlyStopping monitors {early_stopping.monitor!r}, which is "
-                        f"not in the history; available: {sorted(row)}. Pass "
-                        "validation_data for val_* entries."
-                    )
-                value = float(row[early_stopping.monitor])
-                if early_stopping.improved(value, best["value"]):
-                    best.update(value=value, epoch=epoch + 1, wait=0)
-                    if keep_best:
-                        best["params"] = jax.tree.map(jnp.copy, ts.params)
-                else:
-                    best["wait"] += 1
-                    stopped = best["wait"] >= early_stopping.patience
-            if hooks.epoch_end(row, ts):  # a callback asked to stop
-                stopped = True
-            last = stopped or epoch + 1 == epochs
-            if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or last):
-                _save_run(
-                    checkpoint,
-                    snapshot(),
-                    epoch + 1,
-                    history,
-                    best,
-                    key,
-                    bs if arrays else None,
-                    stopped,
-                    epochs,
-                    model,
+                self.compiled[k] = fn.lower(*args).compile()
+                totals.compile_seconds += time.perf_counter() - tc
+            step0 = int(self.ts.step)
+            self.ts, m = self.compiled[k](*args)
+            m = {name: np.asarray(v) for name, v in m.items()}
+            if self.stop_on_nan:
+                _check_finite(
+                    m["loss"], step0, epoch, b, spe, self.history, self.checkpoint
                 )
+            self.hooks.steps(step0, epoch + 1, b, m)  # the scan's per-step outputs
+            totals.add(m)
+            b += k
+            totals.steps += k
+            self.run_steps += k
+            totals.examples += k * bs
+            elapsed = time.perf_counter() - t0 - totals.compile_seconds
+            rate = totals.examples / max(elapsed, 1e-9)
+            loss_now = float(m["loss"][-1])
+            self.progress.update(epoch + 1, b, self.run_steps, loss_now, rate)
+        return totals
 
-    except BaseException as exc:  # close displays and loggers, then re-raise
-        progress_out.close(None)
-        hooks.train_end(
-            {"history": history, "step": int(ts.step), "error": repr(exc)}, ts
+    def _batch_epoch(self, epoch: int, t0: float) -> _Totals:
+        """An epoch over the given batches: one jitted step per batch, each batch's
+        labels checked against the model's output size."""
+        assert self.train.batches is not None  # set for batches
+        if self.batch_step is None:
+            jitted = jit_step(self.step, donate=True)
+            self.batch_step = _as_state_step(jitted, self.model.stateful)
+        totals = _Totals()
+        for i, batch in enumerate(self.train.batches(epoch)):
+            bx, by = _split_batch("fit", batch)
+            if self.n_out is None:
+                self.n_out = (
+                    _outputs(self.model, self.ts.params, bx, self.ts.state) or 0
+                )
+            if self.n_out:
+                where = f"fit (batch {i + 1} of epoch {epoch + 1})"
+                _check_labels(
+                    self.model, self.ts.params, bx, by, self.ts.state, where, self.n_out
+                )
+            step0 = int(self.ts.step)
+            skey = jax.random.fold_in(self.step_key, step0)
+            self.ts, m = self.batch_step(self.ts, batch, skey)
+            m = {name: np.asarray(v) for name, v in m.items()}
+            if self.stop_on_nan:
+                _check_finite(
+                    m["loss"][None],
+                    step0,
+                    epoch,
+                    i,
+                    None,
+                    self.history,
+                    self.checkpoint,
+                )
+            self.hooks.steps(step0, epoch + 1, i, {k: v[None] for k, v in m.items()})
+            totals.add(m)
+            totals.steps += 1
+            self.run_steps += 1
+            totals.examples += jax.tree.leaves(bx)[0].shape[0]
+            rate = totals.examples / max(time.perf_counter() - t0, 1e-9)
+            loss_now = float(m["loss"])
+            self.progress.update(
+                epoch + 1, totals.steps, self.run_steps, loss_now, rate
+            )
+        return totals
+
+    def _row(self, epoch: int, totals: _Totals, seconds: float) -> dict[str, float]:
+        """The epoch's history row: mean metrics, validation, timings."""
+        steps = max(totals.steps, 1)
+        sums = dict(totals.sums)
+        row: dict[str, float] = {"epoch": epoch + 1, "step": int(self.ts.step)}
+        row["loss"] = sums.pop("loss") / steps
+        row.update({k: v / steps for k, v in sorted(sums.items())})
+        if self.validation_data is not None:
+            val = evaluate(
+                self.model,
+                self.loss,
+                self.ts.params,
+                self.validation_data,
+                batch_size=self.eval_batch_size,
+                metrics=self.metrics,
+                state=self.ts.state,
+                policy=self.policy,
+            )
+            row.update({f"val_{k}": v for k, v in val.items()})
+        row["seconds"] = seconds
+        row["compile_seconds"] = totals.compile_seconds
+        row["examples_per_second"] = totals.examples / max(seconds, 1e-9)
+        return row
+
+    def _early_stopping(self, epoch: int, row: Mapping[str, float]) -> None:
+        """Update the early-stopping record with the epoch's monitored value."""
+        rule = self.early_stopping
+        if rule is None:
+            return
+        if rule.monitor not in row:
+            raise KeyError(
+                f"fit: EarlyStopping monitors {rule.monitor!r}, which is "
+                f"not in the history; available: {sorted(row)}. Pass "
+                "validation_data for val_* entries."
+            )
+        value = float(row[rule.monitor])
+        if rule.improved(value, self.best["value"]):
+            self.best.update(value=value, epoch=epoch + 1, wait=0)
+            if self.keep_best:
+                self.best["params"] = jax.tree.map(jnp.copy, self.ts.params)
+        else:
+            self.best["wait"] += 1
+            self.stopped = self.best["wait"] >= rule.patience
+
+    def result(self) -> FitResult:
+        """The :class:`FitResult` (the best epoch's params with ``restore_best``)."""
+        params_out = self.ts.params
+        if self.keep_best and self.best["params"] is not None:
+            params_out = self.best["params"]
+        return FitResult(
+            params=params_out,
+            opt_state=self.ts.opt_state,
+            state=self.ts.state,
+            step=int(self.ts.step),
+            history=self.history,
+            stopped_early=self.stopped,
+            best_epoch=self.best["epoch"],
+            resumed_from=self.resumed_from,
         )
-        raise
-    params_out = ts.params
-    if keep_best and best["params"] is not None:
-        params_out = best["params"]
-    result = FitResult(
-        params=params_out,
-        opt_state=ts.opt_state,
-        state=ts.state,
-        step=int(ts.step),
-        history=history,
-        stopped_early=stopped,
-        best_epoch=best["epoch"],
-        resumed_from=resumed_from,
-    )
-    summary = {
-        "history": [dict(r) for r in history],
-        "step": result.step,
-        "stopped_early": stopped,
-        "best_epoch": best["epoch"],
-        "resumed_from": resumed_from,
-    }
-    progress_out.close(summary)
-    hooks.train_end(summary, ts)
-    return result
 
 
 def _check_finite(

@@ -124,7 +124,7 @@ def train_scan(
         _check_state_arg("train_scan", model, state)
     # Everything, the key split included, happens inside one jitted call: eager
     # dispatches outside it would cost more than 100 epochs of a small model.
-    ts = TrainState(params, opt_state, state, 0)
+    ts = TrainState(params, opt_state, state, jnp.zeros((), jnp.int32))
     fn = _train_scan_fn(step, stateful, int(epochs), bs, n // bs, bool(shuffle))
     return fn(ts, x, y, key)
 
@@ -197,7 +197,7 @@ def _chunk_fn(
     batch_size: int,
     shuffle: bool,
     donate: bool,
-) -> Callable[..., Any]:
+) -> jax.stages.Wrapped:
     """A jitted run of ``num_steps`` batches of one epoch (what :func:`fit` calls).
 
     Not cached: ``fit`` builds a fresh step (and compiles it ahead of time) per call.

@@ -183,7 +183,7 @@ def _per_example_fn(
             "GroupNorm, or compute with train=False."
         )
 
-    def one(params: Params, xi: Any, yi: Any, ki: Any) -> tuple[Array, Any]:
+    def one(params: Params, xi: Any, yi: Any, ki: Any) -> tuple[Array, Any, Any]:
         def objective(p: Params) -> tuple[Array, Any]:
             xb, yb = jax.tree.map(lambda a: a[None], (xi, yi))
             out, _ = _forward(model, policy, p, xb, key=ki, state=None, train=train)
