@@ -14,7 +14,7 @@
 #
 # --dry-run skips the venv and the CUDA install, runs on the CPU (JAX_PLATFORMS=cpu)
 # with $PYTHON (default .venv/bin/python, else python3) and adds --quick: the test
-# suite runs it this way (tests/test_bench_api.py) to keep the script working.
+# suite runs it this way (tests/bench/test_api.py) to keep the script working.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -3,7 +3,7 @@
 ``examples/`` is not installed with the package, so the few functions the verify
 family needs are copied here, unchanged: the text of ``pydoc_data.topics`` (ships
 with every Python), its character vocabulary, evenly spaced evaluation windows, the
-model and its per-position loss. ``tests/test_bench_verify.py`` checks that they
+model and its per-position loss. ``tests/bench/test_verify.py`` checks that they
 still give what the example gives.
 """
 

@@ -21,13 +21,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _benchutil import bench_config
 
 import jaxnet.bench
 from jaxnet.bench import Case, RefusedToTime, compare, sgd
 from jaxnet.bench import _main as bench_main
 
-REPO = Path(__file__).resolve().parent.parent
+from ._benchutil import bench_config
+
+REPO = Path(__file__).resolve().parents[2]
 FAST = {"repeats": 3, "min_time": 0.001}
 
 

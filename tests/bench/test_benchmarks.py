@@ -21,14 +21,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _benchutil import assert_png, bench_config
 
 from jaxnet import losses
-from jaxnet.bench import _report, _runner, cases_mlp, seed
+from jaxnet.bench import _report, _runner, seed
 from jaxnet.bench._case import Case, sgd
+from jaxnet.bench.cases import mlp as cases_mlp
 from jaxnet.testing import TOLERANCES
 
-REPO = Path(__file__).resolve().parent.parent
+from ._benchutil import assert_png, bench_config
+
+REPO = Path(__file__).resolve().parents[2]
 
 TOL = TOLERANCES["float32"]["analytic"]
 
@@ -287,7 +289,7 @@ def test_mlp_flops_match_xla_cost_analysis():
 
     Both count a matmul as ``2 m k n`` (99.5% of the step); XLA counts a few more
     elementwise ops (e.g. compare and select for ReLU and its mask, the one-hot) than
-    the convention of ``jaxnet/bench/cases_mlp.py``, so its total is slightly higher.
+    the convention of ``jaxnet/bench/cases/mlp.py``, so its total is slightly higher.
     Counting an input gradient for the first layer ("backward = 2 x forward") would
     overcount by 2 B 784 512 FLOPs, 25% here: the XLA count rules that out.
     """

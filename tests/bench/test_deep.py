@@ -20,18 +20,19 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import pytest
-from _benchutil import assert_png, bench_config
 
 import jaxnet
 from jaxnet.bench import _report, deep
 from jaxnet.bench._runner import RefusedToTime
 from jaxnet.bench.cases import DEEP, SEED, families, select
 
+from ._benchutil import assert_png, bench_config
+
 #: The machinery on a Dense + Tanh block: ~14 compilations of a second or less.
 FAST = deep.Config(
     batch=2, seq=4, d_model=8, heads=2, depths=(1, 2), mem_depth=2, block="dense_tanh"
 )
-# The transformer variants' agreement itself is tests/test_stack.py's
+# The transformer variants' agreement itself is tests/nn/test_stack.py's
 # (test_unrolled_and_rematerialised_stacks_give_the_same_numbers); the case checks it
 # again at run time, at full size, before timing.
 

@@ -1,4 +1,5 @@
-"""The per-layer benchmark cases (``jaxnet/bench/cases_layers.py``) are correct.
+"""The per-layer benchmark cases (``jaxnet/bench/cases/``: ``norm``, ``attention``,
+``transformer``, ``conv``, ``recurrent``) are correct.
 
 For every case: the raw-JAX model's forward equals the jaxnet forward, the
 hand-written and raw gradients equal ``jax.grad``'s, every step returns the forward's
@@ -16,10 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _benchutil import bench_config
 
 import jaxnet
-from jaxnet.bench import cases_layers
+from jaxnet.bench import cases
+from jaxnet.bench.cases import _layers
+
+from ._benchutil import bench_config
 
 # Float32 gradients computed by different formulas sum in different orders (XLA
 # reassociates the reductions differently for each program), so they agree to a few
@@ -50,15 +53,15 @@ def _assert_close(actual, reference, what: str) -> None:
 
 def _build(name: str):
     with _bench_config():
-        return cases_layers.CASES[name](True, small=True)
+        return cases.LAYER_CASES[name](True, small=True)
 
 
-@pytest.fixture(scope="module", params=sorted(cases_layers.CASES))
+@pytest.fixture(scope="module", params=sorted(cases.LAYER_CASES))
 def built(request):
     """One small case with both models' outputs and its gradients, computed once."""
     case = _build(request.param)
     with _bench_config():
-        jaxnet_out, raw_out = cases_layers.OUTPUTS[case.name]
+        jaxnet_out, raw_out = _layers.OUTPUTS[case.name]
         inputs = case.args[:-1]
         outs = (jax.jit(jaxnet_out)(*inputs), jax.jit(raw_out)(*inputs))
         grads = {k: jax.jit(f)(*case.args) for k, f in case.grads.items()}
@@ -95,7 +98,7 @@ def test_steps_apply_sgd_to_the_checked_gradient(name):
             assert np.isclose(float(value), loss, rtol=RTOL), key
             grads = jax.jit(case.grads[key])(*case.args)
             expected = jax.tree.map(
-                lambda p, g: p - cases_layers.LR * g, case.args[0], grads
+                lambda p, g: p - _layers.LR * g, case.args[0], grads
             )
             _assert_close(new, expected, f"{name} steps[{key!r}]")
 
@@ -124,17 +127,17 @@ def test_hand_counted_flops_near_xla_on_attention():
     """On a matmul-dominated case XLA's own count is within a few percent of ours."""
     case = _build("mha")
     with _bench_config():
-        xla = cases_layers.xla_flops(case.forward, case.args)
+        xla = _layers.xla_flops(case.forward, case.args)
     assert abs(xla / case.flops["forward"] - 1) < 0.05
 
 
 def test_registry_names_and_protocol():
-    assert sorted(cases_layers.CASES) == sorted(
+    assert sorted(cases.LAYER_CASES) == sorted(
         ["layernorm", "layernorm_dx", "mha", "gpt_block", "conv2d", "lstm"]
     )
     with _bench_config():
-        case = cases_layers.CASES["gpt_block"](False, small=True)
-        full = cases_layers.CASES["layernorm"](True)
+        case = cases.LAYER_CASES["gpt_block"](False, small=True)
+        full = cases.LAYER_CASES["layernorm"](True)
     assert case.name == "gpt_block" and case.dtype == "float32" and not case.quick
     assert set(case.steps) == set(case.grads)
     assert set(case.steps) == {

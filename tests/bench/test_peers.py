@@ -17,11 +17,12 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
-from _benchutil import bench_config
 
 from jaxnet.bench import _report, peers
 from jaxnet.bench._runner import RefusedToTime
 from jaxnet.bench.cases import PEERS, SEED, families, select
+
+from ._benchutil import bench_config
 
 BATCH = 2  # tiny: the agreement check, not the timing
 

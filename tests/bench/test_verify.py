@@ -20,11 +20,12 @@ import math
 
 import jax
 import pytest
-from _benchutil import bench_config
 
 from jaxnet.bench import _main as bench_main
 from jaxnet.bench import verify
 from jaxnet.bench.cases import DEEP, PEERS, SEED, VERIFY, families, select
+
+from ._benchutil import bench_config
 
 #: The quick targets, in table order (the tiny GPT, 2a and 2b, is full size only).
 QUICK_IDS = [
@@ -146,7 +147,7 @@ def test_packaged_tiny_gpt_is_the_examples():
 
     from jaxnet.bench import _tiny_gpt as ours
 
-    path = Path(__file__).resolve().parent.parent / "examples" / "tiny_gpt.py"
+    path = Path(__file__).resolve().parents[2] / "examples" / "tiny_gpt.py"
     spec = importlib.util.spec_from_file_location("_tiny_gpt_example", path)
     ex = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ex)

@@ -186,7 +186,7 @@ def test_benchmark_case_agrees_with_the_batch_gradient_and_clips():
     agreement gate against the batch gradient (the clip never binds there), and the
     clip does bind when the norms exceed it."""
     from jaxnet.bench import _runner
-    from jaxnet.bench import cases_per_example as pe
+    from jaxnet.bench.cases import per_example as pe
 
     case = pe.CASES["per_example_b32"](True)
     ratios = {}

@@ -1,11 +1,16 @@
 """The registry of benchmark cases, and ``--case`` name resolution.
 
 :data:`CASES` maps a case name to ``build(quick: bool) -> Case`` (see
-:mod:`jaxnet.bench._case`); it merges :mod:`jaxnet.bench.cases_mlp` and, when present,
-:mod:`jaxnet.bench.cases_layers`. The seed case (:mod:`jaxnet.bench.seed`) does not follow
-the ``Case`` protocol (it times whole training runs); :func:`select` names it
-:data:`SEED`. Nor does the peers case (:mod:`jaxnet.bench.peers`: the MLP in jaxnet, raw
-JAX, Flax NNX, Equinox and PyTorch, and fresh-process init times), named
+:mod:`jaxnet.bench._case`); it merges :mod:`jaxnet.bench.cases.mlp`,
+:mod:`jaxnet.bench.cases.per_example` and the per-layer cases (:data:`LAYER_CASES`),
+one module per layer family named after the family's module in :mod:`jaxnet.nn`
+(``nn/_norm.py`` <-> ``cases/norm.py``: :mod:`~jaxnet.bench.cases.norm`,
+:mod:`~jaxnet.bench.cases.attention`, :mod:`~jaxnet.bench.cases.transformer`,
+:mod:`~jaxnet.bench.cases.conv`, :mod:`~jaxnet.bench.cases.recurrent`; their shared
+pieces in :mod:`jaxnet.bench.cases._layers`). The seed case (:mod:`jaxnet.bench.seed`)
+does not follow the ``Case`` protocol (it times whole training runs); :func:`select`
+names it :data:`SEED`. Nor does the peers case (:mod:`jaxnet.bench.peers`: the MLP in
+jaxnet, raw JAX, Flax NNX, Equinox and PyTorch, and fresh-process init times), named
 :data:`PEERS`, nor the deep case (:mod:`jaxnet.bench.deep`: a stack of transformer
 blocks scanned vs unrolled, compile time vs depth, memory with remat), named
 :data:`DEEP`, nor the verify family (:mod:`jaxnet.bench.verify`: the gradient checker's
@@ -16,9 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from ._case import Case
-from .cases_mlp import CASES as _MLP_CASES
-from .cases_per_example import CASES as _PER_EXAMPLE_CASES
+from .._case import Case
+from . import attention, conv, norm, recurrent, transformer
+from .mlp import CASES as _MLP_CASES
+from .per_example import CASES as _PER_EXAMPLE_CASES
 
 SEED = "seed"
 PEERS = "peers"
@@ -29,18 +35,21 @@ VERIFY = "verify"
 CASES: dict[str, Callable[[bool], Case]] = dict(_MLP_CASES)
 #: ``name -> families`` it belongs to (without building it): the name's prefix before
 #: the first ``_`` (``mlp_b128`` -> ``mlp``), plus ``layers`` for every case of
-#: :mod:`jaxnet.bench.cases_layers`.
+#: :data:`LAYER_CASES`.
 FAMILIES: dict[str, set[str]] = {n: {n.split("_", 1)[0]} for n in CASES}
 CASES.update(_PER_EXAMPLE_CASES)
 FAMILIES.update({n: {"per_example"} for n in _PER_EXAMPLE_CASES})
-try:
-    from .cases_layers import CASES as _LAYER_CASES
-except ModuleNotFoundError as e:  # the layer cases are optional
-    if e.name not in (f"{__package__}.cases_layers", "cases_layers"):
-        raise
-else:
-    CASES.update(_LAYER_CASES)
-    FAMILIES.update({n: {n.split("_", 1)[0], "layers"} for n in _LAYER_CASES})
+#: The per-layer cases (``name -> build(quick, *, small=False) -> Case``), family by
+#: family in run order: the ``layers`` family of ``--case``.
+LAYER_CASES: dict[str, Callable[..., Case]] = {
+    **norm.CASES,
+    **attention.CASES,
+    **transformer.CASES,
+    **conv.CASES,
+    **recurrent.CASES,
+}
+CASES.update(LAYER_CASES)
+FAMILIES.update({n: {n.split("_", 1)[0], "layers"} for n in LAYER_CASES})
 
 
 def families() -> list[str]:
@@ -54,7 +63,7 @@ def select(names: Iterable[str] | None) -> list[str]:
     peers, seed.
 
     Each value is an exact case name (``mlp_b128``), a family (``mlp``: every case
-    whose name starts with ``mlp``; ``layers``: every case of ``cases_layers``),
+    whose name starts with ``mlp``; ``layers``: every case of :data:`LAYER_CASES`),
     ``peers``, ``deep``, ``verify``, ``seed``, or ``all``. No value means ``all``.
 
     Returns:

@@ -30,7 +30,8 @@ FLOP counting convention (:func:`mlp_flops`), batch ``B``, a layer ``k -> n``,
 
 XLA's ``cost_analysis()`` counts the same matmuls (``2 m k n``), so it agrees with this
 count to a fraction of a percent on these cases; the remainder is the elementwise and
-reduction bookkeeping, which XLA counts per HLO op (see ``tests/test_benchmarks.py``).
+reduction bookkeeping, which XLA counts per HLO op (see
+``tests/bench/test_benchmarks.py``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import jax.numpy as jnp
 import jaxnet
 from jaxnet import analytic, losses
 
-from ._case import Case, sgd
+from .._case import Case, sgd
 
 LR = 1e-2
 IN_DIM = 784

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import jaxnet
 from jaxnet import losses
 
-from ._case import Case, sgd
+from .._case import Case, sgd
 
 LR = 1e-2
 DIMS = (64, 128, 10)

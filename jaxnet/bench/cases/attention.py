@@ -1,0 +1,112 @@
+"""Self-attention case (:mod:`jaxnet.nn._attention`): ``mha``.
+
+The protocol, the three implementations and the FLOP convention are those of
+:mod:`jaxnet.bench.cases._layers`. The case and why those shapes:
+
+* ``mha``: causal self-attention, d_model 256, 4 heads, seq 128, batch 8.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+import jaxnet
+
+from .._case import Case
+from ._layers import _dense_flops, _mse_flops, _params, _step, _steps_and_grads, _target
+
+#: For the agreement check: d loss / d b_key is 0 in exact arithmetic.
+KEY_BIAS_NOTE = (
+    " The key bias's gradient is exactly 0 in exact arithmetic (adding q . b_k to a "
+    "whole row of scores leaves the softmax unchanged): its float32 values are "
+    "rounding noise (~1e-9) and agree only absolutely; compare gradients with "
+    "atol + rtol |ref|, not a per-leaf max relative error."
+)
+
+
+def _attention_core_flops(b: int, h: int, t: int, hd: int) -> tuple[int, int]:
+    s, r = b * h * t * t, b * h * t
+    # q k^T, scale, causal where, softmax (max, sub, exp, sum, div), P v
+    fwd = 2 * s * hd + s + s + (5 * s - 2 * r) + 2 * s * hd
+    # dV = P^T dO, dP = dO V^T, dS = P (dP - rowsum(dP P)) (4 s - r), where,
+    # dQ = c dS K, dK = c dS^T Q (matmuls + the two scalings)
+    bwd = 4 * s * hd + (4 * s - r) + s + 4 * s * hd + 2 * b * t * h * hd
+    return fwd, bwd
+
+
+def _mha_flops(b: int, t: int, d: int, heads: int, *, dx: bool) -> tuple[int, int]:
+    m = b * t
+    fq, bq = _dense_flops(m, d, d, dx=dx)  # each of q, k, v
+    fc, bc = _attention_core_flops(b, heads, t, d // heads)
+    fo, bo = _dense_flops(m, d, d, dx=True)  # dO is always needed
+    fwd = 3 * fq + fc + fo
+    bwd = 3 * bq + bc + bo + (2 * m * d if dx else 0)  # dxq + dxk + dxv
+    return fwd, bwd
+
+
+def _raw_proj(p: Any, x: Any) -> Any:
+    return jnp.einsum("btd,de->bte", x, p["w"]) + p["b"][None, None, :]
+
+
+def _raw_mha(p: Any, x: Any, heads: int) -> Any:
+    b, t, d = x.shape
+    hd = d // heads
+
+    def split(a):
+        return a.reshape(b, t, heads, hd)
+
+    q = split(_raw_proj(p["query"], x))
+    k = split(_raw_proj(p["key"], x))
+    v = split(_raw_proj(p["value"], x))
+    s = jnp.einsum("btnh,bsnh->bnts", q, k) * jnp.float32(1.0 / math.sqrt(hd))
+    causal = jnp.tril(jnp.ones((t, t), jnp.bool_))[None, None]
+    s = jnp.where(causal, s, jnp.float32(-0.7 * float(jnp.finfo(jnp.float32).max)))
+    w = jax.nn.softmax(s, axis=-1)
+    o = jnp.einsum("bnts,bsnh->btnh", w, v).reshape(b, t, d)
+    return _raw_proj(p["out"], o)
+
+
+def _seq_shapes(small: bool) -> tuple[int, int, int, int]:
+    """(batch, seq, d_model, heads)."""
+    return (2, 16, 32, 4) if small else (8, 128, 256, 4)
+
+
+def mha(quick: bool, *, small: bool = False) -> Case:
+    """Causal multi-head self-attention, d_model 256, 4 heads, seq 128, batch 8."""
+    b, t, d, heads = _seq_shapes(small)
+    model = jaxnet.MultiHeadAttention(heads, causal=True)
+    params = _params(model, (None, t, d))
+    x = _target(1, (b, t, d))
+    y = _target(2, (b, t, d))
+    forward, steps, grads = _steps_and_grads(
+        "mha", model, lambda p, x: _raw_mha(p, x, heads)
+    )
+    f_a, b_a = _mha_flops(b, t, d, heads, dx=False)
+    f_l, b_l = _mse_flops(b * t * d, b * t)
+    return Case(
+        name="mha",
+        family="layers",
+        description=f"causal MHA d_model {d}, {heads} heads, seq {t}, batch {b}",
+        dtype="float32",
+        shapes={"x": (b, t, d), "w_qkvo": (d, d)},
+        args=(params, x, y),
+        forward=forward,
+        steps=steps,
+        grads=grads,
+        flops=_step(f_a + f_l, b_a + b_l, params),
+        quick=False,
+        notes=(
+            "jaxnet's forward calls jax.nn.dot_product_attention (XLA backend); the "
+            "causal mask is applied to the full T x T scores, counted in full."
+            + KEY_BIAS_NOTE
+        ),
+    )
+
+
+#: ``name -> build(quick, *, small=False) -> Case``, in run order.
+CASES: dict[str, Callable[..., Case]] = {"mha": mha}
