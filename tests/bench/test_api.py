@@ -152,6 +152,7 @@ def test_compare_reference_and_jit_options():
 # ------------------------------------------------------------- the example
 
 
+@pytest.mark.slow
 def test_example_custom_layer_compares_three_gradients(tmp_path, capsys):
     out = tmp_path / "r.json"
     with bench_config():
@@ -168,6 +169,7 @@ def test_example_custom_layer_compares_three_gradients(tmp_path, capsys):
     assert "| raw |" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_example_hand_backward_is_the_gradient():
     """The example's hand-written backward equals jax.grad leaf by leaf (so the
     comparison above checks the formula, not a copy of autodiff)."""
@@ -284,6 +286,7 @@ def test_case_defaults():
 # ------------------------------------------------------ installed, on a GPU
 
 
+@pytest.mark.slow
 def test_wheel_install_runs_outside_the_checkout(tmp_path):
     """Build the wheel from a copy of the project, install it into a fresh target
     folder and, from a temporary directory with the repository off ``sys.path``, run
@@ -351,6 +354,7 @@ def test_wheel_install_runs_outside_the_checkout(tmp_path):
     assert "| hand |" in ex.stdout and "| raw |" in ex.stdout
 
 
+@pytest.mark.slow
 def test_gpu_script_dry_run_on_the_cpu(tmp_path):
     """``benchmarks/gpu.sh --dry-run``: no venv, no CUDA install, the CPU; it writes
     its results where a GPU run would, named after the device and the date."""

@@ -155,6 +155,7 @@ def _check_seed_row(row):
     }
 
 
+@pytest.mark.slow
 def test_cli_bench_quick(tmp_path):
     """The CI smoke test: ``jaxnet bench --quick`` runs every quick case, each pair
     proven to agree (no timing assertions)."""
@@ -284,6 +285,7 @@ def test_max_rel_diff_is_per_leaf_relative():
         _runner.max_rel_diff({"w": a["w"]}, b)
 
 
+@pytest.mark.slow
 def test_mlp_flops_match_xla_cost_analysis():
     """The hand count and XLA's count agree to 0.1% (measured: XLA +0.066%).
 
@@ -389,6 +391,7 @@ def test_matmul_peak_is_the_best_round_over_sizes():
     assert "GFLOP/s at n = " in _peak.peak_line(p)
 
 
+@pytest.mark.slow
 def test_cli_bench_needs_no_source_checkout(tmp_path):
     """``jaxnet bench`` runs from any directory with the repository off ``sys.path``:
     the harness is ``jaxnet.bench``, nothing is looked up beside the package."""

@@ -48,6 +48,7 @@ def row():
     return out
 
 
+@pytest.mark.slow
 def test_variants_agree_before_timing(row):
     agree = row["agreement"]
     assert agree["depth"] == 2
@@ -63,6 +64,7 @@ def test_variants_agree_before_timing(row):
     assert row["_said"][0].startswith("  agreement")
 
 
+@pytest.mark.slow
 def test_compile_sweep_structure(row):
     comp = row["compile"]
     assert comp["persistent_cache"]["enabled"] is False
@@ -92,6 +94,7 @@ def test_compile_sweep_structure(row):
     )
 
 
+@pytest.mark.slow
 def test_memory_and_steady_state(row):
     mem = row["memory"]
     assert set(mem) == set(deep.VARIANTS)
@@ -154,6 +157,7 @@ def test_cache_hits_are_counted():
     assert hits == [1]
 
 
+@pytest.mark.slow
 def test_report_and_selection(row, tmp_path):
     assert select(["deep"]) == [DEEP]
     assert DEEP in families()

@@ -56,7 +56,17 @@ def _build(name: str):
         return cases.LAYER_CASES[name](True, small=True)
 
 
-@pytest.fixture(scope="module", params=sorted(cases.LAYER_CASES))
+#: The cases whose compilations take more than a few seconds even at the small shapes.
+SLOW_CASES = {"mha", "gpt_block", "lstm"}
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CASES else n
+        for n in sorted(cases.LAYER_CASES)
+    ],
+)
 def built(request):
     """One small case with both models' outputs and its gradients, computed once."""
     case = _build(request.param)
@@ -86,7 +96,10 @@ def test_hand_and_raw_gradients_equal_autodiff(built):
     assert max(float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(ref)) > 1e-3
 
 
-@pytest.mark.parametrize("name", ["layernorm", "layernorm_dx", "conv2d"])
+@pytest.mark.parametrize(
+    "name",
+    ["layernorm", pytest.param("layernorm_dx", marks=pytest.mark.slow), "conv2d"],
+)
 def test_steps_apply_sgd_to_the_checked_gradient(name):
     """Each step returns the forward's loss and ``p - lr * grads`` (cheap cases: the
     steps of every case are the same ``_wrap`` of their checked gradients)."""

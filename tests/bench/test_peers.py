@@ -61,20 +61,24 @@ def _check_peer(stepped, name: str) -> None:
         assert np.max(np.abs(new[k]["w"] - init[k]["w"])) > 1e-7, k
 
 
+@pytest.mark.slow
 def test_raw_jax_agrees(stepped):
     _check_peer(stepped, "raw")
 
 
+@pytest.mark.slow
 def test_flax_nnx_agrees(stepped):
     pytest.importorskip("flax.nnx")
     _check_peer(stepped, "flax_nnx")
 
 
+@pytest.mark.slow
 def test_equinox_agrees(stepped):
     pytest.importorskip("equinox")
     _check_peer(stepped, "equinox")
 
 
+@pytest.mark.slow
 def test_torch_agrees(stepped):
     pytest.importorskip("torch")
     _check_peer(stepped, "torch")
@@ -115,6 +119,7 @@ def test_verify_refuses_a_disagreeing_peer():
     assert peers.verify(fake, (params, None, None)) == {"jaxnet": 0.0, "good": 0.0}
 
 
+@pytest.mark.slow
 def test_init_times_are_sane():
     """One fresh child per library: positive times, imports and backend timed apart."""
     libs = ("jaxnet",) + (("torch",) if peers.available()["torch"] else ())

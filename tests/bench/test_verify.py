@@ -27,6 +27,9 @@ from jaxnet.bench.cases import DEEP, PEERS, SEED, VERIFY, families, select
 
 from ._benchutil import bench_config
 
+#: The family's run (the module fixture) takes tens of seconds: the whole file is slow.
+pytestmark = pytest.mark.slow
+
 #: The quick targets, in table order (the tiny GPT, 2a and 2b, is full size only).
 QUICK_IDS = [
     "1a", "1b", "1c", "3a", "3b", "3c", "3d", "3e", "4a", "4b",
