@@ -19,6 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ._runner import xla_flops
 from ._timing import compile_times, paired, summary
 
 #: The matrix sides measured, small (cache-resident) to large.
@@ -33,8 +34,6 @@ def _one_size(n: int, repeats: int, min_time: float) -> dict[str, Any]:
     compiled, t_trace, t_compile = compile_times(jnp.dot, a, b)
     flops = 2 * n**3
     times = paired({"dot": compiled}, (a, b), repeats=repeats, min_time=min_time)
-    from ._runner import xla_flops
-
     return {
         "n": n,
         "flops": flops,
