@@ -268,10 +268,10 @@ def xla_memory(compiled: Any) -> dict[str, int | None]:
         v = getattr(mem, f"{f}_size_in_bytes", None) if mem is not None else None
         out[f"{f}_bytes"] = int(v) if v is not None else None
     parts = [out["temp_bytes"], out["argument_bytes"], out["output_bytes"]]
-    if any(p is None for p in parts):
-        out["peak_bytes"] = None
-    else:
-        out["peak_bytes"] = sum(parts) - (out["alias_bytes"] or 0)  # type: ignore[arg-type]
+    known = [p for p in parts if p is not None]
+    out["peak_bytes"] = (
+        sum(known) - (out["alias_bytes"] or 0) if len(known) == len(parts) else None
+    )
     return out
 
 

@@ -512,7 +512,8 @@ class _Context:
     def analytic_ref(self, leaf: _Leaf) -> jax.Array:
         """The analytic gradient at the float64 point (narrow leaves)."""
         if self._an_ref is None:
-            an = self.analytic(*self.prob.ref_args)  # type: ignore[misc]
+            assert self.analytic is not None  # asked for only when there is one
+            an = self.analytic(*self.prob.ref_args)
             self._an_ref = an if self.multi else (an,)
         return _leaf_of(self._an_ref[self.nums.index(leaf.argnum)], leaf.pos)
 

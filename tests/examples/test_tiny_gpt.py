@@ -169,9 +169,8 @@ def test_resume_with_another_width_is_refused(runs):
 def test_data_parallel_bfloat16_on_two_devices():
     """Two simulated CPU devices: a batch of 3 is refused; the sharded bf16 run trains."""
     code = f"""
-import json, sys
-sys.path.insert(0, {str(SCRIPT.parent)!r})
-import jax, jaxnet, tiny_gpt
+import json
+import jax, jaxnet, tiny_gpt  # examples/ on PYTHONPATH
 argv = {TINY[:-1]!r}
 try:
     tiny_gpt.main([*argv, "--batch", "3", "--quiet"])
@@ -187,6 +186,9 @@ print(json.dumps({{"refused": refused, "devices": r["devices"],
 """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_"))}
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(SCRIPT.parent), env.get("PYTHONPATH", "")) if p
+    )
     proc = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
