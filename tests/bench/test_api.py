@@ -26,7 +26,7 @@ import jaxnet.bench
 from jaxnet.bench import Case, RefusedToTime, compare, sgd
 from jaxnet.bench import _main as bench_main
 
-from ._benchutil import bench_config
+from ._util import bench_config
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = {"repeats": 3, "min_time": 0.001}

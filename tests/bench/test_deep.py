@@ -26,7 +26,7 @@ from jaxnet.bench import _report, deep
 from jaxnet.bench._runner import RefusedToTime
 from jaxnet.bench.cases import DEEP, SEED, families, select
 
-from ._benchutil import assert_png, bench_config
+from ._util import assert_png, bench_config
 
 #: The machinery on a Dense + Tanh block: ~14 compilations of a second or less.
 FAST = deep.Config(

@@ -20,9 +20,9 @@ import pytest
 
 import jaxnet
 from jaxnet.bench import cases
-from jaxnet.bench.cases import _layers
+from jaxnet.bench.cases import _common
 
-from ._benchutil import bench_config
+from ._util import bench_config
 
 # Float32 gradients computed by different formulas sum in different orders (XLA
 # reassociates the reductions differently for each program), so they agree to a few
@@ -71,7 +71,7 @@ def built(request):
     """One small case with both models' outputs and its gradients, computed once."""
     case = _build(request.param)
     with _bench_config():
-        jaxnet_out, raw_out = _layers.OUTPUTS[case.name]
+        jaxnet_out, raw_out = _common.OUTPUTS[case.name]
         inputs = case.args[:-1]
         outs = (jax.jit(jaxnet_out)(*inputs), jax.jit(raw_out)(*inputs))
         grads = {k: jax.jit(f)(*case.args) for k, f in case.grads.items()}
@@ -111,7 +111,7 @@ def test_steps_apply_sgd_to_the_checked_gradient(name):
             assert np.isclose(float(value), loss, rtol=RTOL), key
             grads = jax.jit(case.grads[key])(*case.args)
             expected = jax.tree.map(
-                lambda p, g: p - _layers.LR * g, case.args[0], grads
+                lambda p, g: p - _common.LR * g, case.args[0], grads
             )
             _assert_close(new, expected, f"{name} steps[{key!r}]")
 
@@ -140,7 +140,7 @@ def test_hand_counted_flops_near_xla_on_attention():
     """On a matmul-dominated case XLA's own count is within a few percent of ours."""
     case = _build("mha")
     with _bench_config():
-        xla = _layers.xla_flops(case.forward, case.args)
+        xla = _common.xla_flops(case.forward, case.args)
     assert abs(xla / case.flops["forward"] - 1) < 0.05
 
 

@@ -22,7 +22,7 @@ from jaxnet.bench import _report, peers
 from jaxnet.bench._runner import RefusedToTime
 from jaxnet.bench.cases import PEERS, SEED, families, select
 
-from ._benchutil import bench_config
+from ._util import bench_config
 
 BATCH = 2  # tiny: the agreement check, not the timing
 

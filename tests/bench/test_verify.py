@@ -25,7 +25,7 @@ from jaxnet.bench import _main as bench_main
 from jaxnet.bench import verify
 from jaxnet.bench.cases import DEEP, PEERS, SEED, VERIFY, families, select
 
-from ._benchutil import bench_config
+from ._util import bench_config
 
 #: The family's run (the module fixture) takes tens of seconds: the whole file is slow.
 pytestmark = pytest.mark.slow

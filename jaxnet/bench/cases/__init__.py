@@ -7,7 +7,7 @@ one module per layer family named after the family's module in :mod:`jaxnet.nn`
 (``nn/_norm.py`` <-> ``cases/norm.py``: :mod:`~jaxnet.bench.cases.norm`,
 :mod:`~jaxnet.bench.cases.attention`, :mod:`~jaxnet.bench.cases.transformer`,
 :mod:`~jaxnet.bench.cases.conv`, :mod:`~jaxnet.bench.cases.recurrent`; their shared
-pieces in :mod:`jaxnet.bench.cases._layers`). The seed case (:mod:`jaxnet.bench.seed`)
+pieces in :mod:`jaxnet.bench.cases._common`). The seed case (:mod:`jaxnet.bench.seed`)
 does not follow the ``Case`` protocol (it times whole training runs); :func:`select`
 names it :data:`SEED`. Nor does the peers case (:mod:`jaxnet.bench.peers`: the MLP in
 jaxnet, raw JAX, Flax NNX, Equinox and PyTorch, and fresh-process init times), named

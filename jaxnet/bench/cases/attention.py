@@ -1,7 +1,7 @@
 """Self-attention case (:mod:`jaxnet.nn._attention`): ``mha``.
 
 The protocol, the three implementations and the FLOP convention are those of
-:mod:`jaxnet.bench.cases._layers`. The case and why those shapes:
+:mod:`jaxnet.bench.cases._common`. The case and why those shapes:
 
 * ``mha``: causal self-attention, d_model 256, 4 heads, seq 128, batch 8.
 """
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import jaxnet
 
 from .._case import Case
-from ._layers import _dense_flops, _mse_flops, _params, _step, _steps_and_grads, _target
+from ._common import _dense_flops, _mse_flops, _params, _step, _steps_and_grads, _target
 
 #: For the agreement check: d loss / d b_key is 0 in exact arithmetic.
 KEY_BIAS_NOTE = (

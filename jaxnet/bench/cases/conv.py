@@ -1,7 +1,7 @@
 """Convolution case (:mod:`jaxnet.nn._conv`): ``conv2d``.
 
 The protocol, the three implementations and the FLOP convention are those of
-:mod:`jaxnet.bench.cases._layers`. The case and why those shapes:
+:mod:`jaxnet.bench.cases._common`. The case and why those shapes:
 
 * ``conv2d``: Conv 3x3, 16 -> 32 channels, SAME, on ``(32, 28, 28, 16)`` (MNIST-sized
   maps, a CNN's second layer).
@@ -16,7 +16,7 @@ from jax import lax
 import jaxnet
 
 from .._case import Case
-from ._layers import _mse_flops, _params, _step, _steps_and_grads, _target
+from ._common import _mse_flops, _params, _step, _steps_and_grads, _target
 
 
 def conv2d(quick: bool, *, small: bool = False) -> Case:

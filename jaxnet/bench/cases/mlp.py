@@ -31,7 +31,7 @@ FLOP counting convention (:func:`mlp_flops`), batch ``B``, a layer ``k -> n``,
 XLA's ``cost_analysis()`` counts the same matmuls (``2 m k n``), so it agrees with this
 count to a fraction of a percent on these cases; the remainder is the elementwise and
 reduction bookkeeping, which XLA counts per HLO op (see
-``tests/bench/test_benchmarks.py``).
+``tests/bench/test_runner.py``).
 """
 
 from __future__ import annotations

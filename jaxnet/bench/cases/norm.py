@@ -1,7 +1,7 @@
 """LayerNorm cases (:mod:`jaxnet.nn._norm`): ``layernorm`` and ``layernorm_dx``.
 
 The protocol, the three implementations and the FLOP convention are those of
-:mod:`jaxnet.bench.cases._layers`. Cases and why those shapes:
+:mod:`jaxnet.bench.cases._common`. Cases and why those shapes:
 
 * ``layernorm``: LayerNorm(512) on ``x: (1024, 512)``: 1024 rows (e.g. 8 sequences of
   128 tokens, the ``gpt_block`` batch) at a GPT-sized width, 2 MiB per activation:
@@ -26,7 +26,7 @@ import jaxnet
 from jaxnet import analytic, losses
 
 from .._case import Case, sgd
-from ._layers import (
+from ._common import (
     LR,
     OUTPUTS,
     _grad_only,

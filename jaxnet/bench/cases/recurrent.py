@@ -1,7 +1,7 @@
 """Recurrent case (:mod:`jaxnet.nn._recurrent`): ``lstm``.
 
 The protocol, the three implementations and the FLOP convention are those of
-:mod:`jaxnet.bench.cases._layers`. The case and why those shapes:
+:mod:`jaxnet.bench.cases._common`. The case and why those shapes:
 
 * ``lstm``: ``RNN(LSTMCell(128))`` over ``(32, 50, 64)``, returning the sequence.
 """
@@ -18,7 +18,7 @@ from jax import lax
 import jaxnet
 
 from .._case import Case
-from ._layers import _mse_flops, _params, _step, _steps_and_grads, _target
+from ._common import _mse_flops, _params, _step, _steps_and_grads, _target
 
 
 def _raw_lstm(p: Any, x: Any) -> Any:

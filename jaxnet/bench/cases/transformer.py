@@ -1,7 +1,7 @@
 """GPT block case (:mod:`jaxnet.nn._transformer`): ``gpt_block``.
 
 The protocol, the three implementations and the FLOP convention are those of
-:mod:`jaxnet.bench.cases._layers`; the block adds ``autodiff_remat``,
+:mod:`jaxnet.bench.cases._common`; the block adds ``autodiff_remat``,
 ``autodiff_plain`` and ``autodiff_hand_grad``. The case and why those shapes:
 
 * ``gpt_block``: pre-LN TransformerBlock (tanh GELU, MLP ratio 4, no dropout), the
@@ -18,7 +18,7 @@ import jax
 import jaxnet
 
 from .._case import Case, sgd
-from ._layers import (
+from ._common import (
     LR,
     _dense_flops,
     _grad_only,

@@ -28,7 +28,7 @@ from jaxnet.bench._case import Case, sgd
 from jaxnet.bench.cases import mlp as cases_mlp
 from jaxnet.testing import TOLERANCES
 
-from ._benchutil import assert_png, bench_config
+from ._util import assert_png, bench_config
 
 REPO = Path(__file__).resolve().parents[2]
 
