@@ -55,10 +55,8 @@ InitStateFn = Callable[[ShapeTree], tuple[ShapeTree, Params]]
 def same_structure(
     a: Any, b: Any, is_leaf: Callable[[Any], bool] | None = None
 ) -> bool:
-    """Whether pytrees ``a`` and ``b`` have the same structure (equal ``PyTreeDef``).
-
-    One place for the comparison: jax's type stubs leave ``PyTreeDef`` unresolved for
-    mypy, which then refuses ``==`` between two of them.
+    """Whether pytrees ``a`` and ``b`` have the same structure (see
+    :func:`same_treedef`).
 
     Examples:
       >>> same_structure({"w": 1, "b": 2}, {"b": 0.0, "w": 0.0})
@@ -66,6 +64,19 @@ def same_structure(
       >>> same_structure((1, 2), [1, 2])
       False
     """
-    ta: Any = jax.tree.structure(a, is_leaf=is_leaf)
-    tb: Any = jax.tree.structure(b, is_leaf=is_leaf)
-    return bool(ta == tb)
+    return same_treedef(
+        jax.tree.structure(a, is_leaf=is_leaf), jax.tree.structure(b, is_leaf=is_leaf)
+    )
+
+
+def same_treedef(a: Any, b: Any) -> bool:
+    """Whether two ``PyTreeDef`` values are equal.
+
+    One place for the comparison: jax's type stubs leave ``PyTreeDef`` unresolved for
+    mypy, which then refuses ``==`` between two of them.
+
+    Examples:
+      >>> same_treedef(jax.tree.structure([1, 2]), jax.tree.structure([0.0, 0.0]))
+      True
+    """
+    return bool(a == b)

@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from .._types import same_structure
+from .._types import same_treedef
 from ._format import fmt_range, md_table
 from ._runner import (
     AGREEMENT_FACTOR,
@@ -59,7 +59,7 @@ def _disagreement(
     """
     pg, tg = jax.tree_util.tree_flatten_with_path(got)
     pr, tr = jax.tree_util.tree_flatten_with_path(ref)
-    if not same_structure(got, ref):
+    if not same_treedef(tg, tr):
         raise RefusedToTime(f"its output tree is {tg}, the reference's is {tr}")
     worst, detail = 0.0, ""
     for (path, x), (_, r) in zip(pg, pr, strict=True):

@@ -29,7 +29,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from .._types import same_structure
+from .._types import same_treedef
 from ._case import MATMULS, Case
 from ._timing import compile_times, paired, ratios, summary
 
@@ -118,7 +118,7 @@ def max_rel_diff(a: Any, b: Any) -> float:
     """
     la, ta = jax.tree.flatten(a)
     lb, tb = jax.tree.flatten(b)
-    if not same_structure(a, b):
+    if not same_treedef(ta, tb):
         raise RefusedToTime(
             f"max_rel_diff: gradient trees differ: expected {tb}, got {ta}. Map the "
             "implementation's gradient into jaxnet's parameter layout."

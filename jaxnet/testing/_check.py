@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._types import same_structure
+from .._types import same_treedef
 from . import _numeric as N
 from . import _probes as P
 from ._report import (
@@ -391,7 +391,7 @@ def check_grads(
     if an is not None:
         an_t = an if multi else (an,)
         s_auto, s_an = jax.tree.structure(grads0), jax.tree.structure(tuple(an_t))
-        if not same_structure(grads0, tuple(an_t)):
+        if not same_treedef(s_auto, s_an):
             raise ValueError(
                 f"check_grads: the analytic gradient's structure {s_an} differs from "
                 f"jax.grad's {s_auto}."

@@ -542,6 +542,7 @@ class _Run:
         self.start_epoch = meta["epoch"]
         self.best.update(meta["early_stopping"])
         self.best["params"] = tree["best"] if self.keep_best else None
+        self.resumed_from = self.start_epoch
         # A run that early stopping ended stays ended: rerunning the same call
         # returns its result instead of training on. That is also the right result
         # for a larger epochs=: a fresh run with that many epochs stops at the same
@@ -577,7 +578,6 @@ class _Run:
 
     def start_info(self) -> dict[str, Any]:
         """What progress displays and callbacks get at the start."""
-        self.resumed_from = self.start_epoch
         return {
             "epochs": self.epochs,
             "start_epoch": self.start_epoch,
