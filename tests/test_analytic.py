@@ -83,6 +83,31 @@ def test_jax_grad_equals_analytic(case, dtype):
         assert worst < FLOAT64_ACHIEVED, f"{case.id}: {worst:.2e}\n{report}"
 
 
+def _tangent(point: Any, seed: int = 7) -> Any:
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(
+        lambda a: jnp.asarray(rng.standard_normal(a.shape), a.dtype), point
+    )
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=_ids)
+def test_forward_mode_equals_the_hand_written_backward(case):
+    """``jax.jvp`` runs through every built-in layer (their custom rules are
+    ``custom_jvp``, never ``custom_vjp``), and its directional derivative is the
+    hand-written backward's: ``<g, J v> = <J^T g, v>`` in float64."""
+    f, analytic, point = layer_problem(case, jnp.float64)
+    v = _tangent(point)
+    _, got = jax.jvp(f, (point,), (v,))
+    pairs = zip(jax.tree.leaves(analytic(point)), jax.tree.leaves(v), strict=True)
+    products = [a * t for a, t in pairs]
+    want = sum(float(jnp.sum(p)) for p in products)
+    scale = sum(float(jnp.sum(jnp.abs(p))) for p in products)
+    tol = tolerance(jnp.float64, "analytic")
+    assert abs(float(got) - want) <= tol.atol + tol.rtol * scale, (
+        f"{case.id}: jvp {float(got)!r} vs <backward, v> {want!r} (scale {scale:.3g})"
+    )
+
+
 def test_l2_penalty_three_ways():
     report = check_l2_penalty(jnp.float64)
     report.assert_ok()

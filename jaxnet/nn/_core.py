@@ -35,6 +35,7 @@ from ._layer import (
     compute_dtype,
     constructor,
     fmt_shape,
+    matmul_last,
     numel,
     require_params,
     require_rank,
@@ -96,7 +97,7 @@ def dense(params: Params, x: Array) -> Array:
     """Dense forward: ``y = x @ w + b`` over the last axis of ``x``."""
     w = params["w"]
     dt = compute_dtype(x.dtype, *(p.dtype for p in params.values()))
-    y = jnp.dot(x.astype(dt), w.astype(dt))
+    y = matmul_last(x.astype(dt), w.astype(dt))
     if "b" in params:
         b = params["b"].astype(dt)
         y = y + b.reshape((1,) * (y.ndim - 1) + b.shape)  # explicit rank: no promotion

@@ -23,6 +23,7 @@ import numpy as np
 from .._errors import JAXNET_ERRORS, DTypeError, ParamsError, ShapeError
 from .._types import (
     ApplyFn,
+    Array,
     BackwardFn,
     InitFn,
     InitStateFn,
@@ -594,6 +595,40 @@ def compute_dtype(*dtypes: Any) -> jnp.dtype:
         if jnp.finfo(d).bits == bits:
             return d
     raise AssertionError("unreachable")
+
+
+def matmul_last(x: Array, w: Array) -> Array:
+    """``x @ w`` over ``x``'s last axis, as one 2-D matmul over the flattened
+    leading axes (reshaped back).
+
+    The same numbers as ``jnp.dot(x, w)``; the difference is the gradient's
+    program. ``jax.grad`` transposes an N-D ``dot`` into a ``dot_general``
+    contracting several axes (``dw = x^T g`` over batch and sequence), which
+    XLA:CPU ran 2x slower than the 2-D GEMM the hand-written backwards use (Dense
+    on ``(8, 128, 256) -> 1024``: 18.8 ms vs 9.5 ms per step). Flattening first
+    makes autodiff's ``dw`` that same GEMM.
+    """
+    if x.ndim <= 2:
+        return jnp.dot(x, w)
+    y = jnp.dot(x.reshape(-1, x.shape[-1]), w)
+    return y.reshape(x.shape[:-1] + w.shape[1:])
+
+
+def is_symbolic_zero(t: Any) -> bool:
+    """Whether a ``custom_jvp`` rule's tangent (``symbolic_zeros=True``) is a
+    symbolic zero: an input that is not perturbed, whose term the rule skips."""
+    return isinstance(t, jax.custom_derivatives.SymbolicZero)
+
+
+def sum_terms(terms: list[Array], like: Array) -> Array:
+    """``terms[0] + terms[1] + ...``, or zeros like ``like`` when there are none
+    (a JVP whose inputs are all unperturbed)."""
+    if not terms:
+        return jnp.zeros_like(like)
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
 
 
 def numel(shape: tuple[int | None, ...]) -> int | None:

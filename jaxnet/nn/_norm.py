@@ -58,8 +58,10 @@ from ._layer import (
     compute_dtype,
     constructor,
     fmt_shape,
+    is_symbolic_zero,
     require_params,
     require_rank,
+    sum_terms,
 )
 
 # --------------------------------------------------------------------------- helpers
@@ -116,10 +118,6 @@ def _chan_affine(chan: Params, xhat: Array) -> Array:
     return y
 
 
-def _is_zero(t: Any) -> bool:
-    return isinstance(t, jax.custom_derivatives.SymbolicZero)
-
-
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
 def _normalize(chan: Params, x: Array, epsilon: float, center: bool) -> Array:
     """``_chan_affine(chan, xhat(x))`` over the last axis, with the linear JVP rule
@@ -145,20 +143,17 @@ def _normalize_jvp(
     xhat, r = _standardize(x, (-1,), epsilon, center)
     y = _chan_affine(chan, xhat)
     terms = []
-    if not _is_zero(dx):
+    if not is_symbolic_zero(dx):
         t = dx - xhat * jnp.mean(dx * xhat, axis=-1, keepdims=True)
         if center:
             t = t - jnp.mean(dx, axis=-1, keepdims=True)
         dxhat = t * r
         terms.append(dxhat * chan["scale"] if "scale" in chan else dxhat)
-    if "scale" in chan and not _is_zero(dchan["scale"]):
+    if "scale" in chan and not is_symbolic_zero(dchan["scale"]):
         terms.append(xhat * dchan["scale"])
-    if "offset" in chan and not _is_zero(dchan["offset"]):
+    if "offset" in chan and not is_symbolic_zero(dchan["offset"]):
         terms.append(jnp.broadcast_to(dchan["offset"], y.shape))
-    dy = terms[0] if terms else jnp.zeros_like(y)
-    for term in terms[1:]:
-        dy = dy + term
-    return y, dy
+    return y, sum_terms(terms, y)
 
 
 _normalize.defjvp(_normalize_jvp, symbolic_zeros=True)
