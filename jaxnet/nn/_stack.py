@@ -151,17 +151,18 @@ def hand_grad(layer: Layer) -> Layer:
 
     ``apply`` is unchanged; ``jax.grad``/``jax.vjp`` through it run ``layer.backward``
     (a :func:`jax.custom_vjp`), the computation :mod:`jaxnet.analytic` runs, so a
-    training step written with ``jax.grad`` costs what the hand-written step costs.
-    Use it where the suite shows autodiff slower than the hand-written backward
-    (``jaxnet bench``: the GPT block). Works under ``jit``, ``vmap``, :func:`remat`
-    and :func:`Stack`, with dropout keys and options.
+    training step written with ``jax.grad`` runs exactly the hand-written backward.
+    The built-in layers do not need it for speed (where autodiff was slower, the
+    layer carries its backward as a linear ``custom_jvp`` rule: LayerNorm, the
+    attention core; ``jaxnet bench`` shows ``autodiff_hand_grad`` for the GPT block);
+    it is for a custom layer whose autodiff is slower than its backward, or to run
+    a model's hand-written backward under ``jax.grad``. Works under ``jit``,
+    ``vmap``, :func:`remat` and :func:`Stack`, with dropout keys and options.
 
     The price is forward mode: ``jax.jvp``, ``jax.jacfwd`` and ``jax.linearize``
     through a ``custom_vjp`` raise (reverse-over-reverse and forward-over-reverse
     Hessian-vector products still work, through the backward's own operations). That
-    is why it is opt-in rather than the default. LayerNorm's hand-written backward is
-    on by default because it could be written as a linear JVP rule, which keeps
-    forward mode.
+    is why it is opt-in rather than the default.
 
     Args:
       layer: a stateless layer or model whose layers all have hand-written backwards.
