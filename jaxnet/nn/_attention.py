@@ -14,13 +14,13 @@ import numpy as np
 from .._errors import DTypeError, ShapeError
 from .._types import Array, Params, PRNGKey, ShapeTree
 from ._checks import as_inputs, check_int, float_input
+from ._core import dense, dense_vjp
 from ._layer import (
     Layer,
     compute_dtype,
     constructor,
     fmt_shape,
     is_symbolic_zero,
-    matmul_last,
     require_params,
     sum_terms,
 )
@@ -156,23 +156,6 @@ def attention_core_vjp(
     return dq, dk, dv
 
 
-def _proj(p: Params, x: Array, dt: Any) -> Array:
-    y = matmul_last(x.astype(dt), p["w"].astype(dt))
-    if "b" in p:
-        b = p["b"].astype(dt)
-        y = y + b.reshape((1,) * (y.ndim - 1) + b.shape)
-    return y
-
-
-def _proj_vjp(p: Params, x: Array, g: Array) -> tuple[Params, Array]:
-    x2 = x.reshape(-1, x.shape[-1])
-    g2 = g.reshape(-1, g.shape[-1])
-    grads = {"w": jnp.dot(x2.T.astype(g.dtype), g2).astype(p["w"].dtype)}
-    if "b" in p:
-        grads["b"] = jnp.sum(g2, axis=0).astype(p["b"].dtype)
-    return grads, jnp.dot(g, p["w"].T.astype(g.dtype))
-
-
 def _heads(y: Array, heads: int) -> Array:
     return y.reshape(y.shape[:-1] + (heads, y.shape[-1] // heads))
 
@@ -190,11 +173,11 @@ def multi_head_attention(
     ``(heads, head_dim)`` head-major; ``mask`` is ``(batch, heads, q_len, kv_len)``.
     """
     dt = compute_dtype(xq.dtype, xkv.dtype, *(a.dtype for a in jax.tree.leaves(params)))
-    q = _heads(_proj(params["query"], xq, dt), heads)
-    k = _heads(_proj(params["key"], xkv, dt), heads)
-    v = _heads(_proj(params["value"], xkv, dt), heads)
+    q = _heads(dense(params["query"], xq.astype(dt)), heads)
+    k = _heads(dense(params["key"], xkv.astype(dt)), heads)
+    v = _heads(dense(params["value"], xkv.astype(dt)), heads)
     o = attention_core(q, k, v, mask)
-    return _proj(params["out"], _merge(o), dt)
+    return dense(params["out"], _merge(o))
 
 
 def multi_head_attention_vjp(
@@ -213,15 +196,15 @@ def multi_head_attention_vjp(
     """
     dt = compute_dtype(xq.dtype, xkv.dtype, *(a.dtype for a in jax.tree.leaves(params)))
     xq, xkv, g = xq.astype(dt), xkv.astype(dt), g.astype(dt)
-    q = _heads(_proj(params["query"], xq, dt), heads)
-    k = _heads(_proj(params["key"], xkv, dt), heads)
-    v = _heads(_proj(params["value"], xkv, dt), heads)
+    q = _heads(dense(params["query"], xq.astype(dt)), heads)
+    k = _heads(dense(params["key"], xkv.astype(dt)), heads)
+    v = _heads(dense(params["value"], xkv.astype(dt)), heads)
     o = jnp.einsum("bnts,bsnh->btnh", attention_weights(q, k, mask), v)
-    d_out, d_o = _proj_vjp(params["out"], _merge(o), g)
+    d_out, d_o = dense_vjp(params["out"], _merge(o), g)
     dq, dk, dv = attention_core_vjp(q, k, v, mask, _heads(d_o, heads))
-    d_query, dxq = _proj_vjp(params["query"], xq, _merge(dq))
-    d_key, dxk = _proj_vjp(params["key"], xkv, _merge(dk))
-    d_value, dxv = _proj_vjp(params["value"], xkv, _merge(dv))
+    d_query, dxq = dense_vjp(params["query"], xq, _merge(dq))
+    d_key, dxk = dense_vjp(params["key"], xkv, _merge(dk))
+    d_value, dxv = dense_vjp(params["value"], xkv, _merge(dv))
     grads = {"query": d_query, "key": d_key, "value": d_value, "out": d_out}
     return grads, dxq, dxk + dxv
 
