@@ -5,6 +5,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import analytic as analytic
 from . import checkpoint as checkpoint
+from . import initializers as initializers
 from . import losses as losses
 from . import nn as nn
 from . import testing as testing
@@ -172,6 +173,7 @@ __all__ = [
     "from_flax",
     "hand_grad",
     "initialize_distributed",
+    "initializers",
     "inspect_checkpoint",
     "jit_step",
     "load",

@@ -12,7 +12,8 @@ import hashlib
 import json
 import os
 import pathlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import jax
@@ -23,6 +24,23 @@ import pytest
 import jaxnet
 from jaxnet.checkpoint._format import MAGIC
 from jaxnet.testing import Tolerance, tolerance
+
+
+@contextmanager
+def backend_compiles() -> Iterator[list[float]]:
+    """The XLA compilations inside the block (JAX's monitoring event): a list of
+    their durations, empty when nothing compiled."""
+    seen: list[float] = []
+
+    def listener(event: str, duration: float, **_: Any) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            seen.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield seen
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 def rendered(exc: BaseException) -> str:

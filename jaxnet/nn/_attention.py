@@ -13,6 +13,7 @@ import numpy as np
 
 from .._errors import DTypeError, ShapeError
 from .._types import Array, Params, PRNGKey, ShapeTree
+from . import _init as initializers
 from ._checks import as_inputs, check_int, float_input
 from ._core import dense, dense_vjp
 from ._layer import (
@@ -289,8 +290,8 @@ def MultiHeadAttention(
             f"MultiHeadAttention(num_heads={num_heads!r}): num_heads must be an "
             "integer >= 1."
         )
-    w_init = w_init if w_init is not None else jax.nn.initializers.lecun_normal()
-    b_init = b_init if b_init is not None else jax.nn.initializers.zeros
+    w_init = w_init if w_init is not None else initializers.lecun_normal()
+    b_init = b_init if b_init is not None else initializers.zeros
     for name, value in (("qkv_features", qkv_features), ("out_features", out_features)):
         if value is not None:
             check_int(
@@ -350,7 +351,7 @@ def MultiHeadAttention(
                 f"{desc}: qkv_features={qkv} is not divisible by num_heads="
                 f"{num_heads}. Pick qkv_features as a multiple of num_heads."
             )
-        keys = jax.random.split(key, 8)
+        keys = initializers.split(key, 8)
         params: Params = {}
         for i, (name, din, dout) in enumerate(
             [

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from .._errors import ParamsError, ShapeError, StateError
 from .._types import BackwardFn, Params, PRNGKey, ShapeTree
+from . import _init as initializers
 from ._checks import as_inputs, check_axis, check_axis_arg, check_int, float_input
 from ._layer import (
     Layer,
@@ -83,10 +84,18 @@ def _split(key: PRNGKey, n: int) -> list[PRNGKey]: ...
 @overload
 def _split(key: None, n: int) -> list[None]: ...
 def _split(key: PRNGKey | None, n: int) -> list[PRNGKey] | list[None]:
-    """Split ``key`` into ``n`` sub-keys deterministically (``None`` stays ``None``)."""
+    """Split ``key`` into ``n`` sub-keys with ``jax.random.split`` (``None`` stays
+    ``None``): the apply-time keys (dropout)."""
     if key is None:
         return [None] * n
     return list(jax.random.split(key, n))
+
+
+def _init_split(key: PRNGKey | None, n: int) -> list[Any]:
+    """The sub-keys an ``init`` hands its sub-layers: ``initializers.split``, drawn on
+    the host (no XLA compile in a fresh process); ``apply`` keeps ``jax.random.split``
+    (traced with the step, as the rest of training)."""
+    return [None] * n if key is None else initializers.split(key, n)
 
 
 def _backward_of(combinator: str, name: str, layer: Layer) -> BackwardFn:
@@ -165,7 +174,7 @@ def serial(*layers: LayerSpec) -> Layer:
     def init(rng: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
         params: Params = {}
         shape = input_shape
-        for (name, layer), sub in zip(named, _split(rng, len(named))):
+        for (name, layer), sub in zip(named, _init_split(rng, len(named))):
             with in_sublayer("serial", name):
                 shape, params[name] = layer.init(sub, shape)
         return shape, params
@@ -292,7 +301,7 @@ def parallel(*layers: LayerSpec) -> Layer:
         _require_tuple(desc, input_shape, n, "input shapes")
         params: Params = {}
         shapes = []
-        for (name, layer), sub, s in zip(named, _split(rng, n), input_shape):
+        for (name, layer), sub, s in zip(named, _init_split(rng, n), input_shape):
             with in_sublayer("parallel", name):
                 out, params[name] = layer.init(sub, s)
             shapes.append(out)

@@ -28,12 +28,12 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 
 from .._errors import ShapeError
 from .._types import Array, Params, PRNGKey, ShapeTree
+from . import _init as initializers
 from ._checks import float_input, int_tuple, is_int
 from ._layer import (
     Layer,
@@ -440,8 +440,8 @@ def _conv_layer(
             f"{desc}: groups must be an integer >= 1 dividing out_channels="
             f"{out_channels}."
         )
-    w_init = w_init if w_init is not None else jax.nn.initializers.lecun_normal()
-    b_init = b_init if b_init is not None else jax.nn.initializers.zeros
+    w_init = w_init if w_init is not None else initializers.lecun_normal()
+    b_init = b_init if b_init is not None else initializers.zeros
     names = ["w", "b"] if use_bias else ["w"]
     k_eff = tuple(_dilate(k, r) for k, r in zip(ks, dil))
     transpose = kind == "ConvTranspose"
@@ -488,7 +488,7 @@ def _conv_layer(
         _check_fits(
             desc, spatial, cfg["padding"], k_eff, cfg["lhs_dilation"] or (1,) * n
         )
-        kw, kb = jax.random.split(key)
+        kw, kb = initializers.split(key)
         params = {"w": w_init(kw, ks + (c // groups, out_channels), dtype)}
         if use_bias:
             params["b"] = b_init(kb, (out_channels,), dtype)

@@ -21,6 +21,7 @@ from jax.scipy.special import erf
 
 from .._errors import MissingKeyError, ShapeError
 from .._types import Array, Params, PRNGKey, ShapeTree
+from . import _init as initializers
 from ._checks import (
     arg_error,
     as_input,
@@ -40,55 +41,6 @@ from ._layer import (
     require_params,
     require_rank,
 )
-
-# ------------------------------------------------------------------- initialisers
-#
-# An eager ``jax.random`` call compiles one XLA program per new shape, and on the CPU
-# Threefry's program for a (512, 10) draw took 2-3 s to compile (an XLA code-generation
-# pathology for a short inner axis) where the same 5,120 values drawn as a flat vector
-# took 0.3-0.5 s. The default Dense initialiser therefore draws flat and reshapes:
-# ``jax.random`` numbers depend on the element index only, so the values are bit for
-# bit those of ``jax.nn.initializers.lecun_normal()`` (tests/nn/test_core.py).
-# Faster still would need fewer distinct programs (one fixed-size draw reused for
-# every shape), which changes the values; not done yet (see the README's targets).
-
-_TN_STD = 0.87962566103423978  # stddev of a standard normal truncated to (-2, 2)
-
-
-def lecun_normal(key: PRNGKey, shape: tuple[int, ...], dtype: Any = jnp.float32):
-    """``jax.nn.initializers.lecun_normal()``: the same values, drawn flat.
-
-    Truncated normal on (-2, 2) scaled to variance ``1 / fan_in`` with ``fan_in =
-    shape[-2] * prod(shape[:-2])``.
-
-    Examples:
-      >>> import jax, jax.numpy as jnp, jaxnet.nn._core as L
-      >>> k = jax.random.key(0)
-      >>> w = L.lecun_normal(k, (3, 2))
-      >>> bool(jnp.array_equal(w, jax.nn.initializers.lecun_normal()(k, (3, 2))))
-      True
-    """
-    shape = tuple(int(d) for d in shape)
-    if len(shape) < 2:
-        raise ShapeError(
-            f"jaxnet.lecun_normal: expected a weight shape of rank >= 2, got "
-            f"{shape}. Pass (in, out) or a kernel shape (*spatial, in, out)."
-        )
-    dtype = jnp.dtype(dtype)
-    fan_in = shape[-2] * math.prod(shape[:-2])
-    variance = jnp.array(1.0 / fan_in, dtype=dtype)
-    stddev = jnp.sqrt(variance) / jnp.array(_TN_STD, dtype)
-    flat = jax.random.truncated_normal(key, -2, 2, (math.prod(shape),), dtype)
-    return (flat * stddev).reshape(shape)
-
-
-def _zeros(key: PRNGKey, shape: tuple[int, ...], dtype: Any = jnp.float32) -> Array:
-    """``jax.nn.initializers.zeros``; eagerly a host array put on the device (no
-    compilation per shape, unlike ``jnp.zeros``)."""
-    if isinstance(key, jax.core.Tracer):
-        return jnp.zeros(shape, dtype)
-    return jax.device_put(np.zeros(shape, jnp.dtype(dtype)))
-
 
 # ----------------------------------------------------------------------------- Dense
 
@@ -169,8 +121,8 @@ def Dense(
       Array([[3., 3.]], dtype=float32)
     """
     check_int(f"Dense(out_dim={out_dim!r})", "out_dim", out_dim)
-    w_init = w_init if w_init is not None else lecun_normal
-    b_init = b_init if b_init is not None else _zeros
+    w_init = w_init if w_init is not None else initializers.lecun_normal()
+    b_init = b_init if b_init is not None else initializers.zeros
     desc = f"Dense(out_dim={out_dim})"
     names = ["w", "b"] if use_bias else ["w"]
 
@@ -182,7 +134,7 @@ def Dense(
                 f"{desc}: the last axis of the input must be known, got "
                 f"{fmt_shape(input_shape)}. Only batch axes may be None."
             )
-        kw, kb = jax.random.split(key)
+        kw, kb = initializers.split(key)
         params = {"w": w_init(kw, (in_dim, out_dim), dtype)}
         if use_bias:
             params["b"] = b_init(kb, (out_dim,), dtype)

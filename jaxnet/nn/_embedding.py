@@ -3,6 +3,7 @@ each forward beside its hand-written backward."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from .._errors import DTypeError, ShapeError
 from .._types import Array, Params, PRNGKey, ShapeTree
+from . import _init as initializers
 from ._checks import check_number, float_input
 from ._layer import (
     Layer,
@@ -131,7 +133,7 @@ def Embedding(
     init_fn = (
         init
         if init is not None
-        else jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0)
+        else initializers.normal(1.0 / math.sqrt(features))  # Flax's Embed default
     )
     desc = f"Embedding(num_embeddings={num_embeddings}, features={features})"
 
@@ -233,7 +235,7 @@ def LearnedPositionalEmbedding(
             f"LearnedPositionalEmbedding(max_len={max_len!r}): max_len must be an "
             "integer >= 1."
         )
-    init_fn = init if init is not None else jax.nn.initializers.normal(0.02)
+    init_fn = init if init is not None else initializers.normal(0.02)
     desc = f"LearnedPositionalEmbedding(max_len={max_len})"
 
     def _check_len(seq: int) -> None:

@@ -52,6 +52,7 @@ from jax import lax
 
 from .._errors import ParamsError, ShapeError
 from .._types import Array, Params, PRNGKey, ShapeTree
+from . import _init as initializers
 from ._checks import check_number, float_input
 from ._layer import (
     Layer,
@@ -250,7 +251,7 @@ def _make_init(
             )
         if check is not None:
             check(c)
-        k_scale, k_offset = jax.random.split(key)
+        k_scale, k_offset = initializers.split(key)
         params = {}
         if "scale" in names:
             params["scale"] = scale_init(k_scale, (c,), dtype)
@@ -392,8 +393,8 @@ def LayerNorm(
         desc,
         names,
         1,
-        scale_init or jax.nn.initializers.ones,
-        offset_init or jax.nn.initializers.zeros,
+        scale_init or initializers.ones,
+        offset_init or initializers.zeros,
         dtype,
     )
 
@@ -516,8 +517,8 @@ def RMSNorm(
         desc,
         names,
         1,
-        scale_init or jax.nn.initializers.ones,
-        jax.nn.initializers.zeros,
+        scale_init or initializers.ones,
+        initializers.zeros,
         dtype,
     )
 
@@ -692,8 +693,8 @@ def GroupNorm(
         desc,
         names,
         2,
-        scale_init or jax.nn.initializers.ones,
-        offset_init or jax.nn.initializers.zeros,
+        scale_init or initializers.ones,
+        offset_init or initializers.zeros,
         dtype,
         check=groups_for,
     )

@@ -32,6 +32,7 @@ from jax import lax
 
 from .._errors import ShapeError
 from .._types import Array, Params, PRNGKey, ShapeTree, same_structure
+from . import _init as initializers
 from ._checks import as_inputs, float_input
 from ._combinators import _backward_of
 from ._layer import (
@@ -265,8 +266,8 @@ def gru_cell_vjp(params: Params, carry: Array, x: Array, g: Any):
 
 def _orthogonal_blocks(key: PRNGKey, hidden: int, n: int, dtype: Any) -> Array:
     """``n`` independent orthogonal ``(H, H)`` blocks side by side (Flax: per gate)."""
-    keys = jax.random.split(key, n)
-    init = jax.nn.initializers.orthogonal()
+    keys = initializers.split(key, n)
+    init = initializers.orthogonal()
     return jnp.concatenate([init(k, (hidden, hidden), dtype) for k in keys], axis=-1)
 
 
@@ -285,7 +286,7 @@ def _make_cell(
         raise ValueError(f"{kind}(hidden={hidden!r}): hidden must be an integer >= 1.")
     desc = f"{kind}(hidden={hidden})"
     carry_doc = "(c, h)" if kind == "LSTMCell" else "h"
-    w_init = jax.nn.initializers.lecun_normal()
+    w_init = initializers.lecun_normal()
 
     def bad_structure(what: Any) -> ShapeError:
         return ShapeError(
@@ -342,15 +343,15 @@ def _make_cell(
                 f"{desc}: the last axis of x_t must be known, got "
                 f"{fmt_shape(x_shape)}. Only batch axes may be None."
             )
-        ki, kh = jax.random.split(key)
+        ki, kh = initializers.split(key)
         inp = {"w": w_init(ki, (in_dim, n_gates * hidden), dtype)}
         if input_bias:
-            inp["b"] = jnp.zeros((n_gates * hidden,), dtype)
+            inp["b"] = initializers.zeros(ki, (n_gates * hidden,), dtype)
         params = {
             "input": inp,
             "hidden": {
                 "w": _orthogonal_blocks(kh, hidden, n_gates, dtype),
-                "b": jnp.zeros((hidden_bias,), dtype),
+                "b": initializers.zeros(kh, (hidden_bias,), dtype),
             },
         }
         out = tuple(x_shape[:-1]) + (hidden,)
@@ -739,7 +740,7 @@ def Bidirectional(forward_rnn: Layer, backward_rnn: Layer) -> Layer:
     def init(key: PRNGKey, input_shape: ShapeTree) -> tuple[ShapeTree, Params]:
         _require_seq(desc, input_shape)
         params, outs = {}, []
-        for k, (name, layer) in zip(jax.random.split(key), parts):
+        for k, (name, layer) in zip(initializers.split(key), parts):
             with in_sublayer("Bidirectional", name):
                 out, params[name] = layer.init(k, input_shape)
             if not _is_shape(out) or len(out) != 3:

@@ -25,6 +25,7 @@ import numpy as np
 
 from .._errors import ParamsError, ShapeError
 from .._types import Params, PRNGKey, ShapeTree
+from . import _init as initializers
 from ._checks import as_inputs, check_layer
 from ._layer import Layer, constructor, fmt_shape, in_sublayer
 
@@ -296,7 +297,7 @@ def Stack(
                 one(None),  # the key-free init of the contract
             )
         else:
-            params = jax.vmap(one)(jax.random.split(key, num))
+            params = jax.vmap(one)(initializers.split_array(key, num))
         if box["shape"] != input_shape:
             raise ShapeError(
                 f"{desc}: the block must keep the shape of its input to be stacked; "

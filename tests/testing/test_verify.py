@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import backend_compiles
 
 import jaxnet
 from jaxnet.testing import (
@@ -610,17 +611,8 @@ def test_a_second_check_of_the_same_function_compiles_nothing():
     params, x, c = _point()
     f = _loss(_scaled(), x, c)
     check_grads(f, params)
-    compiles = []
-
-    def listener(event, duration, **_):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with backend_compiles() as compiles:
         report = check_grads(f, params)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
     assert report.ok, report
     assert compiles == []
     ref = weakref.ref(f)
