@@ -76,7 +76,7 @@ OLD_NAMES = [(ns, n) for ns, names in OLD_PUBLIC.items() for n in names.split()]
 LAYERS = [
     {"_errors", "_types"},
     {"nn", "checkpoint"},
-    {"_losses", "_analytic", "losses", "analytic"},
+    {"_losses", "_analytic", "losses", "analytic", "initializers"},
     {"train", "testing"},
     {"jaxnet"},
     {"bench", "_cli", "__main__"},

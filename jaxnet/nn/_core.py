@@ -98,8 +98,9 @@ def Dense(
 
     Args:
       out_dim: number of output features.
-      w_init: a ``jax.nn.initializers`` function ``(key, shape, dtype)``;
-        default ``lecun_normal()`` (as Flax).
+      w_init: a ``jax.nn.initializers`` function ``(key, shape, dtype)``, called
+        as given; default ``jaxnet.initializers.lecun_normal()`` (Flax's law,
+        drawn on the host: no compile; not JAX's numbers for the same key).
       b_init: likewise for the bias; default ``zeros``.
       use_bias: whether to add ``b``.
       dtype: parameter dtype (default float32). The product is computed in the wider

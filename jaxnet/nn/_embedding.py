@@ -103,9 +103,10 @@ def Embedding(
       num_embeddings: vocabulary size.
       features: size of each vector.
       dtype: dtype of the table (and of the output); default float32.
-      init: initialiser ``(key, shape, dtype)``; default as Flax's ``Embed``,
-        ``variance_scaling(1.0, "fan_in", "normal", out_axis=0)``, i.e. normal with
-        std ``1 / sqrt(features)``.
+      init: initialiser ``(key, shape, dtype)``; default the law of Flax's
+        ``Embed`` (``variance_scaling(1.0, "fan_in", "normal", out_axis=0)``),
+        normal with std ``1 / sqrt(features)``, drawn on the host
+        (``jaxnet.initializers.normal``).
 
     Returns:
       A :class:`~jaxnet.Layer` named ``"embedding"`` with params
