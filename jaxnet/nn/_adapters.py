@@ -12,7 +12,7 @@ import inspect
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -534,8 +534,9 @@ def from_equinox(
     flat, treedef = jax.tree_util.tree_flatten_with_path(dynamic)
     paths = [tuple(_key_str(k) for k in path) for path, _ in flat]
     snapshot = _nest(desc, [(p, leaf) for p, (_, leaf) in zip(paths, flat)])
-    takes_key = _takes(module.__call__, "key")
-    keep = _option_filter(module.__call__, frozenset({"key"}))
+    method = cast(Any, module).__call__  # eqx.Module's stubs declare no __call__
+    takes_key = _takes(method, "key")
+    keep = _option_filter(method, frozenset({"key"}))
 
     def call(params: Params, x: Any, key: PRNGKey | None, options: Any) -> Any:
         leaves = _take(desc, params, paths)

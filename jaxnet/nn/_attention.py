@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -165,19 +165,46 @@ def _merge(y: Array) -> Array:
     return y.reshape(y.shape[:-2] + (y.shape[-2] * y.shape[-1],))
 
 
+Implementation = Literal["xla", "cudnn"] | None
+IMPLEMENTATIONS: tuple[Implementation, ...] = (None, "xla", "cudnn")
+
+
+def jax_attention(
+    q: Array, k: Array, v: Array, mask: Array | None, implementation: Implementation
+) -> Array:
+    """:func:`jax.nn.dot_product_attention` with its own ``implementation`` and its own
+    derivatives (``"cudnn"``: the fused cuDNN kernel and its ``custom_vjp``, which
+    does not support forward mode), where :func:`attention_core` carries jaxnet's
+    linear JVP rule."""
+    with jax.numpy_dtype_promotion("standard"):
+        return jax.nn.dot_product_attention(
+            q, k, v, mask=mask, implementation=implementation
+        )
+
+
 def multi_head_attention(
-    params: Params, xq: Array, xkv: Array, heads: int, mask: Array | None
+    params: Params,
+    xq: Array,
+    xkv: Array,
+    heads: int,
+    mask: Array | None,
+    implementation: Implementation = None,
 ) -> Array:
     """MHA forward: ``out(attention(query(xq), key(xkv), value(xkv)))``.
 
     Each projection is ``x @ w + b`` with ``w: (in, heads * head_dim)``, split into
     ``(heads, head_dim)`` head-major; ``mask`` is ``(batch, heads, q_len, kv_len)``.
+    ``implementation`` ``None`` is :func:`attention_core`; ``"xla"`` or ``"cudnn"``
+    is :func:`jax_attention`.
     """
     dt = compute_dtype(xq.dtype, xkv.dtype, *(a.dtype for a in jax.tree.leaves(params)))
     q = _heads(dense(params["query"], xq.astype(dt)), heads)
     k = _heads(dense(params["key"], xkv.astype(dt)), heads)
     v = _heads(dense(params["value"], xkv.astype(dt)), heads)
-    o = attention_core(q, k, v, mask)
+    if implementation is None:
+        o = attention_core(q, k, v, mask)
+    else:
+        o = jax_attention(q, k, v, mask, implementation)
     return dense(params["out"], _merge(o))
 
 
@@ -221,6 +248,7 @@ def MultiHeadAttention(
     dtype: Any = jnp.float32,
     w_init: Callable[..., Array] | None = None,
     b_init: Callable[..., Array] | None = None,
+    implementation: Implementation = None,
 ) -> Layer:
     """Multi-head dot-product attention (self- or cross-attention).
 
@@ -263,6 +291,13 @@ def MultiHeadAttention(
       dtype: parameter dtype (default float32).
       w_init: kernel initialiser, default ``lecun_normal()`` (as Flax).
       b_init: bias initialiser, default ``zeros``.
+      implementation: ``None`` (default): :func:`attention_core`, whose derivative
+        is jaxnet's linear JVP rule (forward and reverse mode, any dtype).
+        ``"cudnn"``: :func:`jax.nn.dot_product_attention`'s fused cuDNN kernel on an
+        NVIDIA GPU (float16/bfloat16), forward and backward, with JAX's own
+        ``custom_vjp`` (so no ``jax.jvp``); ``"xla"``: JAX's XLA formula with
+        plain autodiff (its softmax in float32 even for float64 inputs). The
+        hand-written backward is the same for all three.
 
     Returns:
       A :class:`~jaxnet.Layer` named ``"attention"``.
@@ -290,6 +325,12 @@ def MultiHeadAttention(
             f"MultiHeadAttention(num_heads={num_heads!r}): num_heads must be an "
             "integer >= 1."
         )
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(
+            f"MultiHeadAttention(num_heads={num_heads}, implementation="
+            f"{implementation!r}): expected one of {IMPLEMENTATIONS}. Use None "
+            "(jaxnet's rule, any device) or 'cudnn' (NVIDIA GPU, float16/bfloat16)."
+        )
     w_init = w_init if w_init is not None else initializers.lecun_normal()
     b_init = b_init if b_init is not None else initializers.zeros
     for name, value in (("qkv_features", qkv_features), ("out_features", out_features)):
@@ -310,7 +351,10 @@ def MultiHeadAttention(
         desc += f", qkv_features={qkv_features}"
     if out_features is not None:
         desc += f", out_features={out_features}"
-    desc += f", causal={causal})"
+    desc += f", causal={causal}"
+    if implementation is not None:
+        desc += f", implementation={implementation!r}"
+    desc += ")"
     proj_names = ["w", "b"] if use_bias else ["w"]
 
     def _split_shapes(shape: Any) -> tuple[Any, Any, bool]:
@@ -423,7 +467,17 @@ def MultiHeadAttention(
     def apply(params: Params, x: Any, *, mask: Any = None, **_: Any) -> Array:
         xq, xkv = _inputs(params, x)[:2]
         m = _mask(xq, xkv, mask)
-        return multi_head_attention(params, xq, xkv, num_heads, m)
+        try:
+            return multi_head_attention(params, xq, xkv, num_heads, m, implementation)
+        except (RuntimeError, ValueError) as e:
+            if implementation != "cudnn":
+                raise
+            raise RuntimeError(
+                f"{desc}: JAX's cuDNN attention refused these inputs ({e}). It "
+                "needs an NVIDIA GPU with cuDNN and float16/bfloat16 inputs (e.g. "
+                f"compute dtype bfloat16), got {xq.dtype} on {jax.default_backend()}."
+                " Use implementation=None (jaxnet's rule) on other devices."
+            ) from e
 
     def backward(
         params: Params, x: Any, y: Array, g: Array, *, mask: Any = None, **_: Any

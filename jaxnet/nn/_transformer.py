@@ -6,7 +6,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from ._attention import MultiHeadAttention
+from ._attention import Implementation, MultiHeadAttention
 from ._checks import check_int, is_number
 from ._combinators import residual, serial
 from ._core import Dense, Dropout, Gelu
@@ -24,6 +24,7 @@ def TransformerBlock(
     drop_rate: float = 0.0,
     approximate_gelu: bool = True,
     dtype: Any = jnp.float32,
+    attention_implementation: Implementation = None,
 ) -> Layer:
     """A pre-LayerNorm transformer block (GPT-2 style), ``(batch, seq, d) -> same``::
 
@@ -43,6 +44,8 @@ def TransformerBlock(
       drop_rate: dropout probability after attention and after the MLP (0: none).
       approximate_gelu: the tanh GELU (GPT-2's) or the exact erf one.
       dtype: parameter dtype.
+      attention_implementation: the attention's ``implementation``
+        (:func:`~jaxnet.MultiHeadAttention`): ``None``, ``"xla"`` or ``"cudnn"``.
 
     Returns:
       A :class:`~jaxnet.Layer` with params ``{"attention": {"layer_norm_0", "mha"},
@@ -72,7 +75,15 @@ def TransformerBlock(
         )
     attention: list[Any] = [
         LayerNorm(dtype=dtype),
-        ("mha", MultiHeadAttention(num_heads, causal=causal, dtype=dtype)),
+        (
+            "mha",
+            MultiHeadAttention(
+                num_heads,
+                causal=causal,
+                dtype=dtype,
+                implementation=attention_implementation,
+            ),
+        ),
     ]
     mlp: list[Any] = [
         LayerNorm(dtype=dtype),
