@@ -5,8 +5,8 @@ Cases (``--case``, repeatable: a case name, a family, ``seed`` or ``all``):
 * ``dense``: softmax regression ``Dense(10)`` on 784 inputs, batch 128 and 1024.
 * ``mlp``: the MLP 784-512-512-10 (ReLU), batch 128 and 1024.
 * the per-layer cases (``layers``: ``layernorm``, ``layernorm_dx``, ``mha``,
-  ``gpt_block``, ``conv2d``, ``lstm``), one module per layer family in
-  :mod:`jaxnet.bench.cases`.
+  ``mha_bf16``, ``gpt_block``, ``conv2d``, ``lstm``), one module per layer family in
+  :mod:`jaxnet.bench.cases`; ``mha_bf16`` adds the cuDNN attention on a GPU.
 * ``peers``: the MLP 784-512-512-10 as jaxnet vs raw JAX vs Flax NNX, Equinox and
   PyTorch eager (each where importable), batch 1, 128 and 1024, plus first-call
   compile and fresh-process build + init times; see ``jaxnet/bench/peers.py``. Not in

@@ -28,15 +28,22 @@ from ._util import bench_config
 # reassociates the reductions differently for each program), so they agree to a few
 # ulps of the largest partial sums, not of the result: 10x the "analytic" tolerance,
 # as the benchmark runner's own agreement check.
+# mha_bf16 agrees at the bfloat16 row of the same table.
 _TOL = jaxnet.testing.tolerance(jnp.float32, "analytic")
 RTOL, ATOL = 10 * _TOL.rtol, 10 * _TOL.atol
+
+
+def _bounds(dtype: str) -> tuple[float, float]:
+    tol = jaxnet.testing.tolerance(dtype, "analytic")
+    return 10 * tol.rtol, 10 * tol.atol
 
 
 def _bench_config():
     return bench_config()
 
 
-def _assert_close(actual, reference, what: str) -> None:
+def _assert_close(actual, reference, what: str, dtype: str = "float32") -> None:
+    rtol, atol = _bounds(dtype)
     leaves_a, tree_a = jax.tree.flatten_with_path(actual)
     leaves_r, tree_r = jax.tree.flatten(reference)[0], jax.tree.structure(reference)
     assert jax.tree.structure(actual) == tree_r, f"{what}: tree {tree_a} != {tree_r}"
@@ -44,7 +51,7 @@ def _assert_close(actual, reference, what: str) -> None:
         a, r = np.asarray(a, np.float64), np.asarray(r, np.float64)
         assert a.shape == r.shape, f"{what}{jax.tree_util.keystr(path)}: shape"
         err = np.abs(a - r)
-        ok = err <= ATOL + RTOL * np.abs(r)
+        ok = err <= atol + rtol * np.abs(r)
         assert np.all(ok), (
             f"{what}{jax.tree_util.keystr(path)}: max abs diff {err.max():.3e} "
             f"(reference max {np.abs(r).max():.3e})"
@@ -57,7 +64,7 @@ def _build(name: str):
 
 
 #: The cases whose compilations take more than a few seconds even at the small shapes.
-SLOW_CASES = {"mha", "gpt_block", "lstm"}
+SLOW_CASES = {"mha", "mha_bf16", "gpt_block", "lstm"}
 
 
 @pytest.fixture(
@@ -80,9 +87,9 @@ def built(request):
 
 def test_raw_forward_equals_jaxnet_forward(built):
     case, (out, raw), _ = built
-    assert out.dtype == raw.dtype == jnp.float32
+    assert out.dtype == raw.dtype == jnp.dtype(case.dtype)
     assert out.shape == raw.shape == case.args[-1].shape
-    _assert_close(raw, out, f"{case.name} raw output")
+    _assert_close(raw, out, f"{case.name} raw output", case.dtype)
 
 
 def test_hand_and_raw_gradients_equal_autodiff(built):
@@ -91,7 +98,7 @@ def test_hand_and_raw_gradients_equal_autodiff(built):
     assert jax.tree.structure(ref) == jax.tree.structure(case.args[0])
     assert set(grads) == set(case.steps)
     for name, g in grads.items():
-        _assert_close(g, ref, f"{case.name} grads[{name!r}]")
+        _assert_close(g, ref, f"{case.name} grads[{name!r}]", case.dtype)
     # Not vacuous: the gradient is far from zero.
     assert max(float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(ref)) > 1e-3
 
@@ -122,6 +129,7 @@ _STEP_OVER_FORWARD = {
     "layernorm": (1.2, 2.0),  # x data: the backward is two column sums
     "layernorm_dx": (2.0, 3.0),
     "mha": (2.0, 3.0),  # q, k, v need no dx
+    "mha_bf16": (2.0, 3.0),
     "gpt_block": (2.5, 3.5),
     "conv2d": (1.9, 2.1),  # dW only: the forward's MACs once more
     "lstm": (2.0, 3.5),
@@ -146,7 +154,7 @@ def test_hand_counted_flops_near_xla_on_attention():
 
 def test_registry_names_and_protocol():
     assert sorted(cases.LAYER_CASES) == sorted(
-        ["layernorm", "layernorm_dx", "mha", "gpt_block", "conv2d", "lstm"]
+        ["layernorm", "layernorm_dx", "mha", "mha_bf16", "gpt_block", "conv2d", "lstm"]
     )
     with _bench_config():
         case = cases.LAYER_CASES["gpt_block"](False, small=True)

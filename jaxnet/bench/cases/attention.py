@@ -4,6 +4,10 @@ The protocol, the three implementations and the FLOP convention are those of
 :mod:`jaxnet.bench.cases._common`. The case and why those shapes:
 
 * ``mha``: causal self-attention, d_model 256, 4 heads, seq 128, batch 8.
+* ``mha_bf16``: the same in bfloat16 (parameters and data), the precision a GPU
+  user trains attention in; on a GPU it adds ``autodiff_cudnn``, the layer with
+  ``implementation="cudnn"`` (``jax.nn.dot_product_attention``'s fused cuDNN kernel
+  and JAX's own backward for it), gated and timed beside the others.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import jaxnet
 
@@ -63,9 +68,10 @@ def _raw_mha(p: Any, x: Any, heads: int) -> Any:
     q = split(_raw_proj(p["query"], x))
     k = split(_raw_proj(p["key"], x))
     v = split(_raw_proj(p["value"], x))
-    s = jnp.einsum("btnh,bsnh->bnts", q, k) * jnp.float32(1.0 / math.sqrt(hd))
+    dt = q.dtype  # float32, or bfloat16 for mha_bf16 (its scores in bfloat16)
+    s = jnp.einsum("btnh,bsnh->bnts", q, k) * jnp.asarray(1.0 / math.sqrt(hd), dt)
     causal = jnp.tril(jnp.ones((t, t), jnp.bool_))[None, None]
-    s = jnp.where(causal, s, jnp.float32(-0.7 * float(jnp.finfo(jnp.float32).max)))
+    s = jnp.where(causal, s, jnp.asarray(-0.7 * float(jnp.finfo(dt).max), dt))
     w = jax.nn.softmax(s, axis=-1)
     o = jnp.einsum("bnts,bsnh->btnh", w, v).reshape(b, t, d)
     return _raw_proj(p["out"], o)
@@ -108,5 +114,56 @@ def mha(quick: bool, *, small: bool = False) -> Case:
     )
 
 
+def _bf16(tree: Any) -> Any:
+    """``tree`` cast to bfloat16 on the host (building a case compiles nothing)."""
+    return jax.tree.map(lambda a: jnp.asarray(np.asarray(a).astype(jnp.bfloat16)), tree)
+
+
+def _cudnn_available() -> bool:
+    """A GPU backend: ``jax[cuda12]`` ships cuDNN with it."""
+    return jax.default_backend() == "gpu"
+
+
+def mha_bf16(quick: bool, *, small: bool = False) -> Case:
+    """``mha`` in bfloat16; with ``autodiff_cudnn`` on a GPU."""
+    b, t, d, heads = _seq_shapes(small)
+    bf16 = jnp.bfloat16
+    model = jaxnet.MultiHeadAttention(heads, causal=True, dtype=bf16)
+    params = _bf16(_params(model, (None, t, d)))
+    x = _bf16(_target(1, (b, t, d)))
+    y = _bf16(_target(2, (b, t, d)))
+    raw = lambda p, x: _raw_mha(p, x, heads)  # noqa: E731
+    forward, steps, grads = _steps_and_grads("mha_bf16", model, raw)
+    notes = (
+        "bfloat16 parameters and data; scores and softmax in float32 (as "
+        "jax.nn.dot_product_attention), the raw version's in bfloat16. Agreement "
+        "is checked at the bfloat16 analytic tolerance."
+    )
+    if _cudnn_available():
+        fused = jaxnet.MultiHeadAttention(
+            heads, causal=True, dtype=bf16, implementation="cudnn"
+        )
+        _, f_steps, f_grads = _steps_and_grads("mha_bf16_cudnn", fused, raw)
+        steps["autodiff_cudnn"] = f_steps["autodiff"]
+        grads["autodiff_cudnn"] = f_grads["autodiff"]
+        notes += " autodiff_cudnn: implementation='cudnn' under jax.grad."
+    f_a, b_a = _mha_flops(b, t, d, heads, dx=False)
+    f_l, b_l = _mse_flops(b * t * d, b * t)
+    return Case(
+        name="mha_bf16",
+        family="layers",
+        description=f"causal MHA d_model {d}, {heads} heads, seq {t}, batch {b}, bf16",
+        dtype="bfloat16",
+        shapes={"x": (b, t, d), "w_qkvo": (d, d)},
+        args=(params, x, y),
+        forward=forward,
+        steps=steps,
+        grads=grads,
+        flops=_step(f_a + f_l, b_a + b_l, params),
+        quick=False,
+        notes=notes + KEY_BIAS_NOTE,
+    )
+
+
 #: ``name -> build(quick, *, small=False) -> Case``, in run order.
-CASES: dict[str, Callable[..., Case]] = {"mha": mha}
+CASES: dict[str, Callable[..., Case]] = {"mha": mha, "mha_bf16": mha_bf16}
