@@ -82,41 +82,9 @@ def _seq_shapes(small: bool) -> tuple[int, int, int, int]:
     return (2, 16, 32, 4) if small else (8, 128, 256, 4)
 
 
-def mha(quick: bool, *, small: bool = False) -> Case:
-    """Causal multi-head self-attention, d_model 256, 4 heads, seq 128, batch 8."""
-    b, t, d, heads = _seq_shapes(small)
-    model = jaxnet.MultiHeadAttention(heads, causal=True)
-    params = _params(model, (None, t, d))
-    x = _target(1, (b, t, d))
-    y = _target(2, (b, t, d))
-    forward, steps, grads = _steps_and_grads(
-        "mha", model, lambda p, x: _raw_mha(p, x, heads)
-    )
-    f_a, b_a = _mha_flops(b, t, d, heads, dx=False)
-    f_l, b_l = _mse_flops(b * t * d, b * t)
-    return Case(
-        name="mha",
-        family="layers",
-        description=f"causal MHA d_model {d}, {heads} heads, seq {t}, batch {b}",
-        dtype="float32",
-        shapes={"x": (b, t, d), "w_qkvo": (d, d)},
-        args=(params, x, y),
-        forward=forward,
-        steps=steps,
-        grads=grads,
-        flops=_step(f_a + f_l, b_a + b_l, params),
-        quick=False,
-        notes=(
-            "jaxnet's forward calls jax.nn.dot_product_attention (XLA backend); the "
-            "causal mask is applied to the full T x T scores, counted in full."
-            + KEY_BIAS_NOTE
-        ),
-    )
-
-
-def _bf16(tree: Any) -> Any:
-    """``tree`` cast to bfloat16 on the host (building a case compiles nothing)."""
-    return jax.tree.map(lambda a: jnp.asarray(np.asarray(a).astype(jnp.bfloat16)), tree)
+def _cast(tree: Any, dtype: Any) -> Any:
+    """``tree`` cast to ``dtype`` on the host (building a case compiles nothing)."""
+    return jax.tree.map(lambda a: jnp.asarray(np.asarray(a).astype(dtype)), tree)
 
 
 def _cudnn_available() -> bool:
@@ -124,36 +92,32 @@ def _cudnn_available() -> bool:
     return jax.default_backend() == "gpu"
 
 
-def mha_bf16(quick: bool, *, small: bool = False) -> Case:
-    """``mha`` in bfloat16; with ``autodiff_cudnn`` on a GPU."""
+def _mha_case(name: str, dtype: Any, small: bool, notes: str) -> Case:
+    """Causal self-attention in ``dtype`` (parameters and data); in bfloat16 on a
+    GPU also ``autodiff_cudnn``."""
     b, t, d, heads = _seq_shapes(small)
-    bf16 = jnp.bfloat16
-    model = jaxnet.MultiHeadAttention(heads, causal=True, dtype=bf16)
-    params = _bf16(_params(model, (None, t, d)))
-    x = _bf16(_target(1, (b, t, d)))
-    y = _bf16(_target(2, (b, t, d)))
+    model = jaxnet.MultiHeadAttention(heads, causal=True, dtype=dtype)
+    params = _cast(_params(model, (None, t, d)), dtype)
+    x = _cast(_target(1, (b, t, d)), dtype)
+    y = _cast(_target(2, (b, t, d)), dtype)
     raw = lambda p, x: _raw_mha(p, x, heads)  # noqa: E731
-    forward, steps, grads = _steps_and_grads("mha_bf16", model, raw)
-    notes = (
-        "bfloat16 parameters and data; scores and softmax in float32 (as "
-        "jax.nn.dot_product_attention), the raw version's in bfloat16. Agreement "
-        "is checked at the bfloat16 analytic tolerance."
-    )
-    if _cudnn_available():
+    forward, steps, grads = _steps_and_grads(name, model, raw)
+    if jnp.dtype(dtype) == jnp.bfloat16 and _cudnn_available():
         fused = jaxnet.MultiHeadAttention(
-            heads, causal=True, dtype=bf16, implementation="cudnn"
+            heads, causal=True, dtype=dtype, implementation="cudnn"
         )
-        _, f_steps, f_grads = _steps_and_grads("mha_bf16_cudnn", fused, raw)
+        _, f_steps, f_grads = _steps_and_grads(f"{name}_cudnn", fused, raw)
         steps["autodiff_cudnn"] = f_steps["autodiff"]
         grads["autodiff_cudnn"] = f_grads["autodiff"]
         notes += " autodiff_cudnn: implementation='cudnn' under jax.grad."
     f_a, b_a = _mha_flops(b, t, d, heads, dx=False)
     f_l, b_l = _mse_flops(b * t * d, b * t)
+    suffix = "" if jnp.dtype(dtype) == jnp.float32 else f", {jnp.dtype(dtype).name}"
     return Case(
-        name="mha_bf16",
+        name=name,
         family="layers",
-        description=f"causal MHA d_model {d}, {heads} heads, seq {t}, batch {b}, bf16",
-        dtype="bfloat16",
+        description=f"causal MHA d_model {d}, {heads} heads, seq {t}, batch {b}{suffix}",
+        dtype=jnp.dtype(dtype).name,
         shapes={"x": (b, t, d), "w_qkvo": (d, d)},
         args=(params, x, y),
         forward=forward,
@@ -162,6 +126,29 @@ def mha_bf16(quick: bool, *, small: bool = False) -> Case:
         flops=_step(f_a + f_l, b_a + b_l, params),
         quick=False,
         notes=notes + KEY_BIAS_NOTE,
+    )
+
+
+def mha(quick: bool, *, small: bool = False) -> Case:
+    """Causal multi-head self-attention, d_model 256, 4 heads, seq 128, batch 8."""
+    return _mha_case(
+        "mha",
+        jnp.float32,
+        small,
+        "jaxnet's forward calls jax.nn.dot_product_attention (XLA backend); the "
+        "causal mask is applied to the full T x T scores, counted in full.",
+    )
+
+
+def mha_bf16(quick: bool, *, small: bool = False) -> Case:
+    """``mha`` in bfloat16; with ``autodiff_cudnn`` on a GPU."""
+    return _mha_case(
+        "mha_bf16",
+        jnp.bfloat16,
+        small,
+        "bfloat16 parameters and data; scores and softmax in float32 (as "
+        "jax.nn.dot_product_attention), the raw version's in bfloat16. Agreement "
+        "is checked at the bfloat16 analytic tolerance.",
     )
 
 
