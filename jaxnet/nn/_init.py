@@ -209,14 +209,10 @@ def _host(words: np.ndarray, shape: tuple[int, ...], dtype: Any, kind: str, scal
     return np.asarray(z * scale).astype(dtype)
 
 
-def _is_real_float(dtype: Any) -> bool:
-    return jnp.issubdtype(dtype, jnp.floating)
-
-
 def _draw(where: str, key: PRNGKey, shape, dtype, kind: str, scale: float) -> Array:
     shape = tuple(int(d) for d in shape)
     dtype = jnp.dtype(dtype)
-    if not _is_real_float(dtype):
+    if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(
             f"{where}: expected a real floating dtype (float32, bfloat16, ...), got "
             f"{dtype}. For complex parameters pass a jax.nn.initializers function "
@@ -314,6 +310,14 @@ def zeros(key: PRNGKey, shape: tuple[int, ...], dtype: Any = jnp.float32) -> Arr
     if isinstance(key, jax.core.Tracer):
         return jnp.zeros(shape, dtype)
     return jax.device_put(np.zeros(shape, jnp.dtype(dtype)))
+
+
+def concatenate(values: list[Array], axis: int = -1) -> Array:
+    """Initial values joined along ``axis``: on the host eagerly (``jnp.concatenate``
+    compiles a program per shape), ``jnp.concatenate`` under a trace."""
+    if any(isinstance(v, jax.core.Tracer) for v in values):
+        return jnp.concatenate(values, axis=axis)
+    return jax.device_put(np.concatenate([np.asarray(v) for v in values], axis=axis))
 
 
 def ones(key: PRNGKey, shape: tuple[int, ...], dtype: Any = jnp.float32) -> Array:

@@ -28,7 +28,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from .._errors import ShapeError
@@ -269,11 +268,7 @@ def _orthogonal_blocks(key: PRNGKey, hidden: int, n: int, dtype: Any) -> Array:
     """``n`` independent orthogonal ``(H, H)`` blocks side by side (Flax: per gate)."""
     keys = initializers.split(key, n)
     init = initializers.orthogonal()
-    blocks = [init(k, (hidden, hidden), dtype) for k in keys]
-    if isinstance(key, jax.core.Tracer):
-        return jnp.concatenate(blocks, axis=-1)
-    # Eagerly, join on the host: jnp.concatenate would compile a program per shape.
-    return jax.device_put(np.concatenate([np.asarray(b) for b in blocks], axis=-1))
+    return initializers.concatenate([init(k, (hidden, hidden), dtype) for k in keys])
 
 
 def _make_cell(
